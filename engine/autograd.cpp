@@ -1,0 +1,57 @@
+// engine/autograd.cpp - the tape (see autograd.h).
+#include "engine/autograd.h"
+
+namespace simclr {
+
+namespace {
+thread_local std::vector<TapeNode> t_tape;
+thread_local bool t_grad_enabled = true;
+}  // namespace
+
+bool grad_enabled() { return t_grad_enabled; }
+
+bool needs_grad(std::initializer_list<Tensor> inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+Tensor grad_for(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return Tensor();
+  Tensor g = t.grad();
+  if (!g.defined()) {
+    g = Tensor::zeros(t.shape(), t.dtype(), t.device());
+    t.impl().grad = g.impl_ptr();
+  }
+  return g;
+}
+
+void record(const char* op, std::function<void()> backward) { t_tape.push_back({op, std::move(backward)}); }
+
+size_t tape_size() { return t_tape.size(); }
+
+std::vector<std::string> tape_ops() {
+  std::vector<std::string> v;
+  for (const TapeNode& n : t_tape) v.emplace_back(n.op);
+  return v;
+}
+
+void backward(const Tensor& loss) {
+  SIMCLR_CHECK(loss.numel() == 1, "backward: the loss must have one element, got ", loss.describe());
+  SIMCLR_CHECK(loss.requires_grad(), "backward: the loss ", loss.describe(),
+               " does not depend on anything that requires grad");
+  Tensor seed = Tensor::full(loss.shape(), 1.0, loss.dtype(), loss.device());
+  loss.impl().grad = seed.impl_ptr();
+  // Move the tape out first so that a throwing backward leaves a clean tape.
+  std::vector<TapeNode> tape;
+  tape.swap(t_tape);
+  for (auto it = tape.rbegin(); it != tape.rend(); ++it) it->backward();
+}
+
+void clear_tape() { t_tape.clear(); }
+
+NoGrad::NoGrad() : prev_(t_grad_enabled) { t_grad_enabled = false; }
+NoGrad::~NoGrad() { t_grad_enabled = prev_; }
+
+}  // namespace simclr

@@ -1,0 +1,54 @@
+// engine/device.h - memory and device services behind one small interface.
+//
+// CPU memory comes from an aligned allocator (64-byte alignment, for SIMD and
+// OpenBLAS). CUDA memory comes from a stream-ordered caching allocator
+// (cudaMallocAsync on the device's default memory pool, release threshold
+// raised so freed blocks are kept): because the tape replays the same ops in
+// the same order every step, the allocation sequence is the same every step,
+// which is what CUDA-graph capture of a whole step needs.
+//
+// In a build without CUDA every cuda_* function below exists and throws a
+// clear "built without CUDA" error, except cuda_available() which is false.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "engine/tensor.h"
+
+namespace simclr {
+
+std::shared_ptr<Storage> allocate_storage(size_t bytes, Device device);
+void free_storage(Storage& s);
+
+// memcpy across devices (synchronous with respect to the host).
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+void fill_bytes_zero(void* dst, Device dev, size_t bytes);
+
+// CPU allocator statistics (for tests and leak checks).
+struct AllocStats {
+  size_t live_bytes = 0, peak_bytes = 0, allocations = 0;
+};
+AllocStats cpu_alloc_stats();
+
+// ---- CUDA services
+bool cuda_available();          // a usable device exists at run time
+int cuda_device_count();
+std::string cuda_device_name(int device);
+void cuda_synchronize(int device);
+// The stream every engine op on this device is issued on (opaque here; a
+// cudaStream_t in CUDA files).
+void* cuda_current_stream(int device);
+// Peak bytes held by the caching allocator since the last reset.
+size_t cuda_peak_bytes(int device);
+void cuda_reset_peak(int device);
+
+// Why no GPU is used, for skip messages ("built without CUDA",
+// "no CUDA device: <driver message>").
+std::string cuda_unavailable_reason();
+
+// The run-time BLAS: library name and thread count, e.g. "OpenBLAS 0.3.21
+// (OpenMP, 2 threads)". Fails loudly if the reference BLAS is what got loaded.
+std::string blas_info();
+
+}  // namespace simclr

@@ -1,0 +1,127 @@
+// engine/device_cuda.cpp - CUDA services: device discovery, the stream-ordered
+// caching allocator (cudaMallocAsync on the device's default pool with the
+// release threshold at its maximum, so freed memory stays cached and the
+// per-step allocation sequence replays identically), copies, the per-device
+// stream. Compiled only with the CUDA backend.
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "engine/cuda_check.h"
+#include "engine/device.h"
+
+namespace simclr {
+
+namespace detail {
+void cuda_fail(const char* lib, const char* call, const char* msg, const char* file, int line) {
+  int dev = -1;
+  cudaGetDevice(&dev);
+  fail(lib, " error: ", msg, " in ", call, " (", file, ":", line, ", device ", dev, ")");
+}
+}  // namespace detail
+
+namespace {
+struct DeviceState {
+  cudaStream_t stream = nullptr;
+  std::atomic<size_t> live{0}, peak{0};
+  bool ready = false;
+};
+std::mutex g_mu;
+std::vector<DeviceState>& states() {
+  static std::vector<DeviceState> s(64);
+  return s;
+}
+DeviceState& state(int device) {
+  SIMCLR_CHECK(device >= 0 && device < cuda_device_count(), "cuda:", device, " does not exist (",
+               cuda_device_count(), " devices)");
+  DeviceState& s = states()[device];
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!s.ready) {
+    CUDA_CHECK(cudaSetDevice(device));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+    cudaMemPool_t pool;
+    CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    uint64_t threshold = UINT64_MAX;
+    CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+    s.ready = true;
+  }
+  return s;
+}
+}  // namespace
+
+bool cuda_available() { return cuda_device_count() > 0; }
+
+int cuda_device_count() {
+  static int n = [] {
+    int c = 0;
+    if (cudaGetDeviceCount(&c) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return c;
+  }();
+  return n;
+}
+
+std::string cuda_unavailable_reason() {
+  int c = 0;
+  cudaError_t e = cudaGetDeviceCount(&c);
+  cudaGetLastError();
+  if (e != cudaSuccess) return std::string("no CUDA device: ") + cudaGetErrorString(e);
+  if (c == 0) return "no CUDA device present";
+  return "";
+}
+
+std::string cuda_device_name(int device) {
+  cudaDeviceProp p{};
+  CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+  return p.name;
+}
+
+void cuda_synchronize(int device) {
+  CUDA_CHECK(cudaSetDevice(device));
+  CUDA_CHECK(cudaStreamSynchronize(state(device).stream));
+}
+
+void* cuda_current_stream(int device) { return state(device).stream; }
+
+size_t cuda_peak_bytes(int device) { return state(device).peak.load(); }
+void cuda_reset_peak(int device) {
+  DeviceState& s = state(device);
+  s.peak = s.live.load();
+}
+
+void* cuda_alloc(size_t bytes, int device) {
+  DeviceState& s = state(device);
+  CUDA_CHECK(cudaSetDevice(device));
+  void* p = nullptr;
+  CUDA_CHECK(cudaMallocAsync(&p, bytes, s.stream));
+  size_t live = (s.live += bytes);
+  size_t peak = s.peak.load();
+  while (live > peak && !s.peak.compare_exchange_weak(peak, live)) {
+  }
+  return p;
+}
+
+void cuda_free(void* p, size_t bytes, int device) {
+  DeviceState& s = state(device);
+  cudaSetDevice(device);
+  cudaFreeAsync(p, s.stream);  // no throw from a destructor path
+  s.live -= bytes;
+}
+
+void cuda_copy(void* dst, Device dd, const void* src, Device sd, size_t bytes) {
+  int dev = dd.is_cuda() ? dd.index : sd.index;
+  cudaStream_t st = state(dev).stream;
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, st));
+  CUDA_CHECK(cudaStreamSynchronize(st));
+}
+
+void cuda_zero(void* dst, int device, size_t bytes) {
+  CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, state(device).stream));
+}
+
+}  // namespace simclr

@@ -1,0 +1,73 @@
+// engine/ops.h - the differentiable tensor ops of the engine.
+//
+// Each op checks its arguments (device, dtype, shape; a clear simclr::Error
+// otherwise), dispatches on device then dtype to the raw-pointer kernels in
+// kernels/ (kernels/cpu/X.cpp is the reference, kernels/cuda/X.cu its twin),
+// and, when an input requires grad, records its backward on the tape
+// (engine/autograd.h). CPU ops support f32 and f64 (f64 for gradient checks).
+//
+// Shape legend: N batch, H/W spatial, C channels (last: NHWC), O output
+// channels, V views (rows of an embedding matrix), D feature dimension,
+// K classes.
+#pragma once
+#include "engine/tensor.h"
+
+namespace simclr {
+
+class Communicator;  // engine/comm.h
+
+// ---- elementwise
+Tensor relu(const Tensor& x);                   // any shape
+Tensor add(const Tensor& a, const Tensor& b);   // same shape (residual)
+// Σ_i a_i r_i as a 1-element tensor; r is a constant (no grad). Used by the
+// gradient checker to turn any output into a scalar with a random cotangent.
+Tensor sum_product(const Tensor& a, const Tensor& r);
+Tensor mean(const Tensor& x);                   // mean of all elements, 1-element tensor
+Tensor scale(const Tensor& x, double s);        // x * s
+
+// ---- dense
+// y[N,O] = x[N,I] w[O,I]^T + b[O]; b may be undefined (no bias).
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
+
+// ---- convolution (NHWC activations, OHWI weights, no bias)
+// x[N,H,W,C], w[O,kH,kW,C] -> y[N,Ho,Wo,O], Ho = (H + 2p - kH)/s + 1.
+Tensor conv2d(const Tensor& x, const Tensor& w, int stride, int padding);
+
+// ---- pooling
+// 3x3 window, stride 2, padding 1 (the ImageNet stem), NHWC. Padding never
+// wins the max. Ties go to the first element in window order.
+Tensor max_pool2d(const Tensor& x, int kernel = 3, int stride = 2, int padding = 1);
+// x[N,H,W,C] -> y[N,C], mean over H and W.
+Tensor global_avg_pool(const Tensor& x);
+
+// ---- batch normalisation over every dim but the last (channels last):
+// 2-D BN for x[N,H,W,C], 1-D BN for x[N,C].
+// training: normalise with the batch mean and biased variance; update
+//   running_mean = (1-m) running_mean + m mean, running_var = (1-m) running_var
+//   + m var_unbiased (PyTorch's convention, m = momentum).
+// eval: normalise with the running statistics.
+// gamma/beta may be undefined (affine off). running_* may be undefined in
+// training (no update). With comm (size > 1) the batch statistics are summed
+// across ranks (global / cross-device BN): forward all-reduces per-channel
+// (sum, sum of squares, count), backward all-reduces (Σdy, Σdy·x̂).
+struct BatchNormOptions {
+  bool training = true;
+  double momentum = 0.1;
+  double eps = 1e-5;
+  Communicator* comm = nullptr;
+};
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                  const Tensor& running_var, const BatchNormOptions& opt);
+
+// ---- normalisation and losses
+// Row-wise L2 normalisation of x[V,D]: y_i = x_i / max(|x_i|, eps).
+Tensor l2_normalize(const Tensor& x, double eps = 1e-12);
+// Mean softmax cross-entropy of logits[N,K] against labels[N] (i32 or i64).
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
+// NT-Xent (SimCLR) of embeddings z[V,D], V = 2N, NOT yet normalised. Layout:
+// rows [0, N) are view 1 of images 0..N-1, rows [N, 2N) view 2 of the same
+// images, so the positive of row i is row (i + N) mod 2N. Returns the mean over
+// all V rows of -log( exp(s_ip/τ) / Σ_{k≠i} exp(s_ik/τ) ), s = cosine sim.
+Tensor ntxent(const Tensor& z, double tau);
+
+}  // namespace simclr

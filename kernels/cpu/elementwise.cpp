@@ -1,0 +1,72 @@
+// kernels/cpu/elementwise.cpp - CPU reference of kernels/elementwise.h.
+#include "kernels/elementwise.h"
+
+#include "engine/blas.h"
+
+namespace simclr::cpu {
+
+template <class T>
+void relu_forward(T* y, const T* x, int64_t n) {
+#pragma omp parallel for simd if (n > 32768)
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
+
+template <class T>
+void relu_backward(T* dx, const T* dy, const T* y, int64_t n) {
+#pragma omp parallel for simd if (n > 32768)
+  for (int64_t i = 0; i < n; i++) dx[i] += y[i] > T(0) ? dy[i] : T(0);
+}
+
+template <class T>
+void add_forward(T* y, const T* a, const T* b, int64_t n) {
+#pragma omp parallel for simd if (n > 32768)
+  for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+template <class T>
+void axpy(T* y, const T* x, T s, int64_t n) {
+#pragma omp parallel for simd if (n > 32768)
+  for (int64_t i = 0; i < n; i++) y[i] += s * x[i];
+}
+
+template <class T>
+double dot(const T* a, const T* r, int64_t n) {
+  double s = 0;
+#pragma omp parallel for reduction(+ : s) if (n > 32768)
+  for (int64_t i = 0; i < n; i++) s += static_cast<double>(a[i]) * static_cast<double>(r[i]);
+  return s;
+}
+
+template <class T>
+void linear_forward(T* y, const T* x, const T* w, const T* b, int64_t N, int64_t I, int64_t O) {
+  if (b) {
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t o = 0; o < O; o++) y[n * O + o] = b[o];
+  }
+  gemm<T>(false, true, N, O, I, T(1), x, I, w, I, b ? T(1) : T(0), y, O);
+}
+
+template <class T>
+void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t N, int64_t I,
+                     int64_t O) {
+  if (dx) gemm<T>(false, false, N, I, O, T(1), dy, O, w, I, T(1), dx, I);
+  if (dw) gemm<T>(true, false, O, I, N, T(1), dy, O, x, I, T(1), dw, I);
+  if (db) {
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t o = 0; o < O; o++) db[o] += dy[n * O + o];
+  }
+}
+
+#define INSTANTIATE(T)                                                                            \
+  template void relu_forward<T>(T*, const T*, int64_t);                                          \
+  template void relu_backward<T>(T*, const T*, const T*, int64_t);                               \
+  template void add_forward<T>(T*, const T*, const T*, int64_t);                                 \
+  template void axpy<T>(T*, const T*, T, int64_t);                                               \
+  template double dot<T>(const T*, const T*, int64_t);                                           \
+  template void linear_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);  \
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace simclr::cpu

@@ -23,7 +23,7 @@ TEST_CASE("config reader: types, ranges, unknown keys name the key path", "[conf
   CHECK_THROWS_WITH(ConfigObject(json::parse("[1]"), "data"), Catch::Contains("'data' must be an object"));
 }
 
-TEST_CASE("--set overrides", "[config]") {
+TEST_CASE("config overrides (--set key.path=value)", "[config]") {
   json j = json::parse(R"({"train": {"lr": 0.3}})");
   apply_override(j, "train.lr=1.5");
   apply_override(j, "train.name=run one");

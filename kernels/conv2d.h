@@ -1,0 +1,53 @@
+// kernels/conv2d.h - 2-D convolution, NHWC activations, OHWI weights, no bias.
+// CPU reference in kernels/cpu/conv2d.cpp.
+//
+// Shape legend:
+//   N batch, H/W input height/width, C input channels, O output channels,
+//   kH/kW kernel size, s stride, p zero padding (same on all four sides),
+//   Ho = (H + 2p - kH)/s + 1, Wo = (W + 2p - kW)/s + 1,
+//   K = kH*kW*C (one im2col row: a receptive field in (kh, kw, c) order,
+//   which is exactly one OHWI weight row, so w is the matrix [O, K]).
+//
+//   y[n,ho,wo,o] = Σ_{kh,kw,c} x[n, ho*s-p+kh, wo*s-p+kw, c] · w[o,kh,kw,c]
+//   (x outside the image reads as 0).
+//
+// Method: im2col + GEMM. For one chunk of images, col[P,K] (P = images·Ho·Wo
+// output pixels) holds the receptive fields, then y[P,O] = col · wᵀ,
+// dw[O,K] += dyᵀ · col, dcol[P,K] = dy · w and col2im scatters dcol into dx.
+// A 1x1 kernel with stride 1 and no padding needs no im2col: x is already
+// col, so each product is one GEMM over the whole batch.
+// Threads: images are split into one contiguous range per OpenMP thread; each
+// thread works on chunks of its images with a private col buffer (about
+// 1 MiB) and single-threaded GEMMs (OpenBLAS runs single-threaded inside a
+// parallel region); dw is reduced from per-thread partial sums in thread
+// order, so results do not depend on scheduling. With fewer images than
+// threads (batch 1) the images run one after another with multi-threaded
+// GEMMs instead. The kernels allocate their scratch themselves.
+//
+// Forward writes y (=). Backward ACCUMULATES (+=) into dx and dw; either may
+// be null (not needed).
+#pragma once
+#include <cstdint>
+
+namespace simclr::cpu {
+
+struct Conv2dShape {
+  int64_t N, H, W, C;  // input
+  int64_t O, kH, kW;   // weight [O,kH,kW,C]
+  int64_t stride, pad;
+  int64_t Ho() const { return (H + 2 * pad - kH) / stride + 1; }
+  int64_t Wo() const { return (W + 2 * pad - kW) / stride + 1; }
+  int64_t K() const { return kH * kW * C; }
+  bool is_pointwise() const { return kH == 1 && kW == 1 && stride == 1 && pad == 0; }
+};
+
+// y[N,Ho,Wo,O] = conv(x[N,H,W,C], w[O,kH,kW,C])
+template <class T>
+void conv2d_forward(T* y, const T* x, const T* w, const Conv2dShape& s);
+
+// dx[N,H,W,C] += ∂L/∂x, dw[O,kH,kW,C] += ∂L/∂w  given dy[N,Ho,Wo,O]
+// (dx and/or dw may be null; x is read only when dw is wanted, w only for dx)
+template <class T>
+void conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Conv2dShape& s);
+
+}  // namespace simclr::cpu

@@ -1,0 +1,181 @@
+// kernels/cpu/conv2d.cpp - CPU reference of kernels/conv2d.h: im2col + GEMM
+// (OpenBLAS), NHWC / OHWI. Shape legend and threading: see the header.
+#include "kernels/conv2d.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "engine/blas.h"
+
+namespace simclr::cpu {
+
+namespace {
+
+// One thread's col buffer holds at most this many elements (1 MiB of f32),
+// but always at least one image.
+constexpr int64_t kColBudget = int64_t(1) << 18;
+
+int64_t images_per_chunk(const Conv2dShape& s) {
+  const int64_t per_image = s.Ho() * s.Wo() * s.K();
+  return std::max<int64_t>(1, kColBudget / std::max<int64_t>(per_image, 1));
+}
+
+// Threads for the per-image split: never more than there are images. A team
+// of one runs as a plain loop, and OpenBLAS then threads each GEMM itself.
+int image_threads(int64_t N) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), N)));
+}
+
+// Images [begin, end) of thread t among nt: contiguous, sizes differing by <= 1.
+void thread_range(int64_t N, int nt, int t, int64_t& begin, int64_t& end) {
+  begin = N * t / nt;
+  end = N * (t + 1) / nt;
+}
+
+// col[nb*Ho*Wo, K] = receptive fields of images [n0, n0+nb) of x[N,H,W,C].
+template <class T>
+void im2col(T* col, const T* x, int64_t n0, int64_t nb, const Conv2dShape& s) {
+  const int64_t H = s.H, W = s.W, C = s.C, kH = s.kH, kW = s.kW;
+  const int64_t Ho = s.Ho(), Wo = s.Wo(), K = s.K();
+  for (int64_t n = 0; n < nb; n++) {
+    const T* xn = x + (n0 + n) * H * W * C;  // [H,W,C]
+    for (int64_t ho = 0; ho < Ho; ho++) {
+      for (int64_t wo = 0; wo < Wo; wo++) {
+        T* row = col + ((n * Ho + ho) * Wo + wo) * K;  // [kH,kW,C]
+        const int64_t iw0 = wo * s.stride - s.pad;
+        const bool w_inside = iw0 >= 0 && iw0 + kW <= W;
+        for (int64_t kh = 0; kh < kH; kh++) {
+          const int64_t ih = ho * s.stride - s.pad + kh;
+          T* dst = row + kh * kW * C;  // [kW,C]
+          if (ih < 0 || ih >= H) {
+            std::memset(dst, 0, sizeof(T) * kW * C);
+          } else if (w_inside) {  // the whole kernel row is one contiguous run of x
+            std::memcpy(dst, xn + (ih * W + iw0) * C, sizeof(T) * kW * C);
+          } else {
+            for (int64_t kw = 0; kw < kW; kw++) {
+              const int64_t iw = iw0 + kw;
+              if (iw < 0 || iw >= W)
+                std::memset(dst + kw * C, 0, sizeof(T) * C);
+              else
+                std::memcpy(dst + kw * C, xn + (ih * W + iw) * C, sizeof(T) * C);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// dx[images n0..n0+nb) += col2im(dcol[nb*Ho*Wo, K]): the transpose of im2col.
+template <class T>
+void col2im_add(T* dx, const T* dcol, int64_t n0, int64_t nb, const Conv2dShape& s) {
+  const int64_t H = s.H, W = s.W, C = s.C, kH = s.kH, kW = s.kW;
+  const int64_t Ho = s.Ho(), Wo = s.Wo(), K = s.K();
+  for (int64_t n = 0; n < nb; n++) {
+    T* dxn = dx + (n0 + n) * H * W * C;  // [H,W,C]
+    for (int64_t ho = 0; ho < Ho; ho++) {
+      for (int64_t wo = 0; wo < Wo; wo++) {
+        const T* row = dcol + ((n * Ho + ho) * Wo + wo) * K;  // [kH,kW,C]
+        for (int64_t kh = 0; kh < kH; kh++) {
+          const int64_t ih = ho * s.stride - s.pad + kh;
+          if (ih < 0 || ih >= H) continue;
+          for (int64_t kw = 0; kw < kW; kw++) {
+            const int64_t iw = wo * s.stride - s.pad + kw;
+            if (iw < 0 || iw >= W) continue;
+            const T* src = row + (kh * kW + kw) * C;  // [C]
+            T* dst = dxn + (ih * W + iw) * C;         // [C]
+            for (int64_t c = 0; c < C; c++) dst[c] += src[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward(T* y, const T* x, const T* w, const Conv2dShape& s) {
+  const int64_t O = s.O, K = s.K(), HoWo = s.Ho() * s.Wo();
+  if (s.is_pointwise()) {  // y[NHW,O] = x[NHW,C] · w[O,C]ᵀ
+    gemm<T>(false, true, s.N * s.H * s.W, O, s.C, T(1), x, s.C, w, s.C, T(0), y, O);
+    return;
+  }
+  const int nt = image_threads(s.N);
+  const int64_t chunk = images_per_chunk(s);
+  const int64_t col_elems = chunk * HoWo * K;
+  std::unique_ptr<T[]> scratch(new T[static_cast<size_t>(nt * col_elems)]);
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    T* col = scratch.get() + t * col_elems;  // [chunk*Ho*Wo, K]
+    int64_t begin, end;
+    thread_range(s.N, nt, t, begin, end);
+    for (int64_t n0 = begin; n0 < end; n0 += chunk) {
+      const int64_t nb = std::min(chunk, end - n0);
+      im2col(col, x, n0, nb, s);
+      // y[nb*Ho*Wo, O] = col · wᵀ
+      gemm<T>(false, true, nb * HoWo, O, K, T(1), col, K, w, K, T(0), y + n0 * HoWo * O, O);
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Conv2dShape& s) {
+  if (!dx && !dw) return;
+  const int64_t O = s.O, K = s.K(), HoWo = s.Ho() * s.Wo();
+  if (s.is_pointwise()) {
+    const int64_t P = s.N * s.H * s.W;
+    if (dx) gemm<T>(false, false, P, s.C, O, T(1), dy, O, w, s.C, T(1), dx, s.C);  // dx += dy · w
+    if (dw) gemm<T>(true, false, O, s.C, P, T(1), dy, O, x, s.C, T(1), dw, s.C);   // dw += dyᵀ · x
+    return;
+  }
+  const int nt = image_threads(s.N);
+  const int64_t chunk = images_per_chunk(s);
+  const int64_t col_elems = chunk * HoWo * K;
+  std::unique_ptr<T[]> scratch(new T[static_cast<size_t>(nt * col_elems)]);
+  // Per-thread partial dw when several threads share it; one thread adds into dw directly.
+  std::vector<T> dw_part(dw && nt > 1 ? static_cast<size_t>(nt * O * K) : 0, T(0));
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    T* col = scratch.get() + t * col_elems;  // [chunk*Ho*Wo, K]: col of x, then dcol
+    T* dw_t = nt > 1 ? dw_part.data() + t * O * K : dw;  // [O,K]
+    int64_t begin, end;
+    thread_range(s.N, nt, t, begin, end);
+    for (int64_t n0 = begin; n0 < end; n0 += chunk) {
+      const int64_t nb = std::min(chunk, end - n0);
+      const T* dyc = dy + n0 * HoWo * O;  // [nb*Ho*Wo, O]
+      if (dw) {
+        im2col(col, x, n0, nb, s);
+        gemm<T>(true, false, O, K, nb * HoWo, T(1), dyc, O, col, K, T(1), dw_t, K);  // dw += dyᵀ · col
+      }
+      if (dx) {
+        gemm<T>(false, false, nb * HoWo, K, O, T(1), dyc, O, w, K, T(0), col, K);  // dcol = dy · w
+        col2im_add(dx, col, n0, nb, s);
+      }
+    }
+  }
+  if (dw && nt > 1) {
+    const int64_t n = O * K;
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+      T acc = dw[i];
+      for (int t = 0; t < nt; t++) acc += dw_part[static_cast<size_t>(t * n + i)];
+      dw[i] = acc;
+    }
+  }
+}
+
+#define INSTANTIATE(T)                                                              \
+  template void conv2d_forward<T>(T*, const T*, const T*, const Conv2dShape&);     \
+  template void conv2d_backward<T>(T*, T*, const T*, const T*, const T*, const Conv2dShape&);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace simclr::cpu

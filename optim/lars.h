@@ -1,0 +1,44 @@
+// optim/lars.h - LARS exactly as the official SimCLR (tf2/lars_optimizer.py,
+// classic momentum). This file is the plain-loop CPU reference.
+//
+// For each trainable parameter w with gradient g:
+//   not excluded:  g' = g + wd w
+//                  trust = eta |w| / |g'|  when |w| > 0 and |g'| > 0, else 1
+//                  lr_w = lr trust
+//   excluded (BN gamma/beta and biases, Param::excluded_from_adaptation()):
+//                  g' = g, lr_w = lr      (no weight decay, no adaptation)
+//   v = momentum v + lr_w g'
+//   w = w - v                          (nesterov: w = w - (momentum v + lr_w g'))
+// Norms are L2 over the whole tensor, accumulated in double. The momentum
+// buffer v is one contiguous buffer with the layout of ParamStore::values().
+// Defaults: momentum 0.9, eta 0.001, weight decay 1e-6.
+#pragma once
+#include "optim/optimizer.h"
+
+namespace simclr {
+
+struct LarsConfig {
+  double momentum = 0.9;
+  double eta = 0.001;
+  double weight_decay = 1e-6;
+  bool nesterov = false;
+};
+
+class Lars : public Optimizer {
+ public:
+  Lars(const LarsConfig& cfg, ParamStore& store);
+  void step(double lr) override;
+  const char* name() const override { return "lars"; }
+  std::vector<std::pair<std::string, Tensor>> state() override { return {{"momentum", momentum_}}; }
+  // Trust ratio of each trainable parameter at the last step (1 for excluded
+  // ones), in ParamStore order of the trainables - for logs and tests.
+  const std::vector<double>& last_trust() const { return trust_; }
+
+ private:
+  LarsConfig cfg_;
+  ParamStore* store_;
+  Tensor momentum_;  // f32, same layout as store.values()
+  std::vector<double> trust_;
+};
+
+}  // namespace simclr

@@ -15,7 +15,7 @@
 // output pixels) holds the receptive fields, then y[P,O] = col · wᵀ,
 // dw[O,K] += dyᵀ · col, dcol[P,K] = dy · w and col2im scatters dcol into dx.
 // A 1x1 kernel with stride 1 and no padding needs no im2col: x is already
-// col, so each product is one GEMM over the whole batch.
+// col and dx is dcol, so the GEMMs read x and accumulate into dx directly.
 // Threads: images are split into one contiguous range per OpenMP thread; each
 // thread works on chunks of its images with a private col buffer (about
 // 1 MiB) and single-threaded GEMMs (OpenBLAS runs single-threaded inside a

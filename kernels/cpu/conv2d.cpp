@@ -15,12 +15,12 @@ namespace simclr::cpu {
 
 namespace {
 
-// One thread's col buffer holds at most this many elements (1 MiB of f32),
+// One chunk's col matrix holds at most this many elements (1 MiB of f32),
 // but always at least one image.
 constexpr int64_t kColBudget = int64_t(1) << 18;
 
 int64_t images_per_chunk(const Conv2dShape& s) {
-  const int64_t per_image = s.Ho() * s.Wo() * s.K();
+  const int64_t per_image = s.Ho() * s.Wo() * std::max(s.K(), s.O);
   return std::max<int64_t>(1, kColBudget / std::max<int64_t>(per_image, 1));
 }
 
@@ -101,23 +101,23 @@ void col2im_add(T* dx, const T* dcol, int64_t n0, int64_t nb, const Conv2dShape&
 template <class T>
 void conv2d_forward(T* y, const T* x, const T* w, const Conv2dShape& s) {
   const int64_t O = s.O, K = s.K(), HoWo = s.Ho() * s.Wo();
-  if (s.is_pointwise()) {  // y[NHW,O] = x[NHW,C] · w[O,C]ᵀ
-    gemm<T>(false, true, s.N * s.H * s.W, O, s.C, T(1), x, s.C, w, s.C, T(0), y, O);
-    return;
-  }
+  const bool direct = s.is_pointwise();  // x is its own col matrix [N*H*W, C]
   const int nt = image_threads(s.N);
   const int64_t chunk = images_per_chunk(s);
-  const int64_t col_elems = chunk * HoWo * K;
+  const int64_t col_elems = direct ? 0 : chunk * HoWo * K;
   std::unique_ptr<T[]> scratch(new T[static_cast<size_t>(nt * col_elems)]);
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num();
-    T* col = scratch.get() + t * col_elems;  // [chunk*Ho*Wo, K]
     int64_t begin, end;
     thread_range(s.N, nt, t, begin, end);
     for (int64_t n0 = begin; n0 < end; n0 += chunk) {
       const int64_t nb = std::min(chunk, end - n0);
-      im2col(col, x, n0, nb, s);
+      const T* col = x + n0 * HoWo * K;  // [nb*Ho*Wo, K]
+      if (!direct) {
+        im2col(scratch.get() + t * col_elems, x, n0, nb, s);
+        col = scratch.get() + t * col_elems;
+      }
       // y[nb*Ho*Wo, O] = col · wᵀ
       gemm<T>(false, true, nb * HoWo, O, K, T(1), col, K, w, K, T(0), y + n0 * HoWo * O, O);
     }
@@ -128,34 +128,35 @@ template <class T>
 void conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Conv2dShape& s) {
   if (!dx && !dw) return;
   const int64_t O = s.O, K = s.K(), HoWo = s.Ho() * s.Wo();
-  if (s.is_pointwise()) {
-    const int64_t P = s.N * s.H * s.W;
-    if (dx) gemm<T>(false, false, P, s.C, O, T(1), dy, O, w, s.C, T(1), dx, s.C);  // dx += dy · w
-    if (dw) gemm<T>(true, false, O, s.C, P, T(1), dy, O, x, s.C, T(1), dw, s.C);   // dw += dyᵀ · x
-    return;
-  }
+  const bool direct = s.is_pointwise();  // x is col and dx is dcol: no im2col / col2im
   const int nt = image_threads(s.N);
   const int64_t chunk = images_per_chunk(s);
-  const int64_t col_elems = chunk * HoWo * K;
+  const int64_t col_elems = direct ? 0 : chunk * HoWo * K;
   std::unique_ptr<T[]> scratch(new T[static_cast<size_t>(nt * col_elems)]);
   // Per-thread partial dw when several threads share it; one thread adds into dw directly.
   std::vector<T> dw_part(dw && nt > 1 ? static_cast<size_t>(nt * O * K) : 0, T(0));
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num();
-    T* col = scratch.get() + t * col_elems;  // [chunk*Ho*Wo, K]: col of x, then dcol
+    T* col = scratch.get() + t * col_elems;              // [chunk*Ho*Wo, K]: col of x, then dcol
     T* dw_t = nt > 1 ? dw_part.data() + t * O * K : dw;  // [O,K]
     int64_t begin, end;
     thread_range(s.N, nt, t, begin, end);
     for (int64_t n0 = begin; n0 < end; n0 += chunk) {
-      const int64_t nb = std::min(chunk, end - n0);
-      const T* dyc = dy + n0 * HoWo * O;  // [nb*Ho*Wo, O]
+      const int64_t nb = std::min(chunk, end - n0), P = nb * HoWo;
+      const T* dyc = dy + n0 * HoWo * O;  // [P, O]
       if (dw) {
-        im2col(col, x, n0, nb, s);
-        gemm<T>(true, false, O, K, nb * HoWo, T(1), dyc, O, col, K, T(1), dw_t, K);  // dw += dyᵀ · col
+        const T* xc = x + n0 * HoWo * K;  // [P, K] (direct)
+        if (!direct) {
+          im2col(col, x, n0, nb, s);
+          xc = col;
+        }
+        gemm<T>(true, false, O, K, P, T(1), dyc, O, xc, K, T(1), dw_t, K);  // dw += dyᵀ · col
       }
-      if (dx) {
-        gemm<T>(false, false, nb * HoWo, K, O, T(1), dyc, O, w, K, T(0), col, K);  // dcol = dy · w
+      if (dx && direct) {
+        gemm<T>(false, false, P, K, O, T(1), dyc, O, w, K, T(1), dx + n0 * HoWo * K, K);  // dx += dy · w
+      } else if (dx) {
+        gemm<T>(false, false, P, K, O, T(1), dyc, O, w, K, T(0), col, K);  // dcol = dy · w
         col2im_add(dx, col, n0, nb, s);
       }
     }

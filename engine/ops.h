@@ -49,7 +49,10 @@ Tensor global_avg_pool(const Tensor& x);
 // gamma/beta may be undefined (affine off). running_* may be undefined in
 // training (no update). With comm (size > 1) the batch statistics are summed
 // across ranks (global / cross-device BN): forward all-reduces per-channel
-// (sum, sum of squares, count), backward all-reduces (Σdy, Σdy·x̂).
+// (sum, sum of squares, count), backward all-reduces (Σdy, Σdy·x̂); dγ, dβ
+// stay per-rank (the gradient all-reduce sums them); comm must outlive backward.
+// gamma/beta have x's dtype; running_* are buffers, f32 or f64 whatever x's
+// dtype (updated in double, stored in their own dtype).
 struct BatchNormOptions {
   bool training = true;
   double momentum = 0.1;

@@ -1,0 +1,78 @@
+// engine/checkpoint.h - training checkpoints: one binary file holding the
+// model (parameters and buffers by name), the optimiser state, the schedule
+// and loader position, the seed, the resolved config and a metrics summary.
+//
+// File layout (all integers little endian; docs/checkpoint.md is the spec):
+//   [0, 8)     magic "SIMCLRCK"
+//   [8, 12)    u32 format version (kCheckpointVersion)
+//   [12, 16)   u32 reserved (0)
+//   [16, 24)   u64 H = header length in bytes
+//   [24, 24+H) header: UTF-8 JSON object (see below)
+//   padding with zeros to a multiple of 64 bytes -> data start D
+//   tensor blobs, each at D + its "offset" (64-byte aligned), raw row-major
+//   last 4 bytes: u32 CRC-32 (zlib polynomial) of every byte before it
+// The header holds "meta" (free-form JSON: arch, config, state, metrics, ...)
+// and "tensors": [{name, group, dtype, shape, offset, bytes, flags}], where
+// group is "model" or "optimizer" and flags lists "trainable", "bn", "bias",
+// "buffer", "head". Conv weights are OHWI (our NHWC layout).
+//
+// Writes are atomic (temp file, fsync, rename). Reading verifies magic,
+// version, sizes and the CRC before anything is used; any failure throws
+// simclr::Error with a message that starts "checkpoint '<path>': ".
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/json_config.h"
+#include "engine/param.h"
+
+namespace simclr {
+
+constexpr uint32_t kCheckpointVersion = 1;
+
+struct CheckpointTensor {
+  std::string name;
+  std::string group;  // "model" or "optimizer"
+  uint32_t flags = 0; // ParamFlags (model tensors)
+  Tensor tensor;      // CPU
+};
+
+struct Checkpoint {
+  json meta = json::object();
+  std::vector<CheckpointTensor> tensors;
+
+  const CheckpointTensor* find(const std::string& name, const std::string& group = "model") const;
+  // Tensors of one group, in file order.
+  std::vector<const CheckpointTensor*> group(const std::string& group) const;
+};
+
+// Serialise to bytes / parse from bytes (what save/load do around the file).
+std::string checkpoint_to_bytes(const Checkpoint& ck);
+Checkpoint checkpoint_from_bytes(const std::string& bytes, const std::string& path_for_errors);
+
+void save_checkpoint(const std::string& path, const Checkpoint& ck);
+// Throws simclr::Error "checkpoint '<path>': ..." on a missing, truncated,
+// corrupt (CRC), foreign (magic) or newer-version file.
+Checkpoint load_checkpoint(const std::string& path);
+
+// Every parameter and buffer of the store (CPU copies), group "model".
+void add_model_tensors(Checkpoint& ck, const ParamStore& store);
+// Copies the checkpoint's model tensors into the store. Every store entry
+// (excluding head entries when skip_head) must be present with the same
+// shape, else a clear error naming the first mismatch; extra checkpoint
+// tensors are an error too unless they are head tensors and skip_head.
+void load_model_tensors(const Checkpoint& ck, ParamStore& store, bool skip_head = false);
+
+// ---- run-directory helpers
+// "<dir>/checkpoint-<step 9 digits>.ckpt"
+std::string checkpoint_path(const std::string& dir, int64_t step);
+// Checkpoint files in dir, sorted by step, oldest first.
+std::vector<std::string> list_checkpoints(const std::string& dir);
+// The newest checkpoint in dir that loads and verifies; each one skipped is
+// described in `skipped` ("<path>: <reason>"). Returns "" when none is good.
+std::string latest_good_checkpoint(const std::string& dir, std::vector<std::string>* skipped, Checkpoint* out = nullptr);
+// Deletes all but the newest keep_last checkpoints (keep_last >= 1).
+void prune_checkpoints(const std::string& dir, int keep_last);
+
+}  // namespace simclr

@@ -89,7 +89,7 @@
 #define __constant__
 #define __managed__
 #define __forceinline__ inline __attribute__((always_inline))
-#define __noinline__ __attribute__((noinline))
+#define __noinline__ noinline  // (libstdc++ writes __attribute__((__noinline__)); kernels: do not use it)
 #define __launch_bounds__(...)
 #define __grid_constant__
 
@@ -136,8 +136,17 @@ using Thunk = void (*)(void* ctx);
 void run_launch(const LaunchSite& site, const void* kernel_id, dim3 grid, dim3 block, size_t shared_bytes,
                 bool barrier_free, Thunk thunk, void* ctx);
 
-// A failure detected in device code: names kernel, block, thread; never returns.
-[[noreturn]] void device_error(const std::string& what, const char* file = nullptr, int line = 0);
+// A failure detected in device code: names kernel, block, thread (and file:line
+// when given); never returns. In a fiber the message is recorded and the
+// thread abandoned (run_launch then throws simclr::Error); in a plain-loop
+// launch it throws at once.
+void record_device_error(const char* file, int line, const std::string& what);
+[[noreturn]] void abandon_thread();
+template <class... A>
+[[noreturn]] void device_fail(const char* file, int line, const A&... parts) {
+  record_device_error(file, line, ::simclr::detail::cat(parts...));  // the temporary dies here
+  abandon_thread();
+}
 
 void syncthreads(const char* file, int line);
 int syncthreads_reduce(int op, int pred, const char* file, int line);  // op 0 count, 1 and, 2 or
@@ -276,7 +285,7 @@ template <class T>
 T shfl(int mode, const char* file, int line, unsigned mask, T v, int b, int width = 32) {
   static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "shuffle of a type larger than 8 bytes");
   if (width < 1 || width > 32 || (width & (width - 1)) != 0)
-    device_error(::simclr::detail::cat(shfl_name(mode), ": width ", width, " is not a power of 2 in [1, 32]"), file, line);
+    device_fail(file, line, shfl_name(mode), ": width ", width, " is not a power of 2 in [1, 32]");
   T all[32];
   warp_collective(shfl_name(mode), mask, &v, sizeof(T), all, file, line);
   const int lane = lane_id();

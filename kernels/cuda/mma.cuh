@@ -105,9 +105,8 @@ void ldmatrix_emu(uint32_t* r, const void* row_addr, const std::source_location&
   const int lane = ::simclr::emu::detail::lane_id();
   for (int l = 0; l < 8 * M; ++l)
     if (all[l] % 16 != 0)
-      ::simclr::emu::detail::device_error(
-          ::simclr::detail::cat(kinds[Trans][M], ": row address of lane ", l, " is not 16-byte aligned"),
-          site.file_name(), static_cast<int>(site.line()));
+      ::simclr::emu::detail::device_fail(site.file_name(), static_cast<int>(site.line()), kinds[Trans][M],
+                                         ": row address of lane ", l, " is not 16-byte aligned");
   const int g = lane >> 2, t = lane & 3;
   for (int m = 0; m < M; ++m) {
     uint32_t lo, hi;

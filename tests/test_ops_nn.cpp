@@ -196,6 +196,7 @@ TEST_CASE("conv2d: forward matches a naive 7-deep loop", "[ops][conv2d]") {
       {2, 4, 4, 3, 2, 3, 3, 1, 0},    // no padding
       {3, 11, 10, 3, 4, 7, 7, 2, 3},  // ImageNet-stem-like 7x7/2
       {5, 40, 40, 8, 4, 3, 3, 1, 1},  // several chunks per thread and a thread split
+      {4, 30, 30, 16, 8, 1, 1, 1, 0}, // 1x1 direct, threaded
   };
   for (const ConvCase& c : cases) {
     INFO("N" << c.N << " H" << c.H << " W" << c.W << " C" << c.C << " O" << c.O << " k" << c.kH << "x" << c.kW
@@ -212,19 +213,30 @@ TEST_CASE("conv2d: forward matches a naive 7-deep loop", "[ops][conv2d]") {
   }
 }
 
-TEST_CASE("conv2d: backward matches naive loops on a multi-chunk, multi-thread case", "[ops][conv2d]") {
-  // Too large for finite differences; checks the chunking, the per-thread dw reduction and col2im.
-  for (DType dt : {DType::f64, DType::f32}) {
-    Tensor x = rand_tensor({5, 40, 40, 8}, 1, -1, 1, dt).set_requires_grad();
-    Tensor w = rand_tensor({4, 3, 3, 8}, 2, -1, 1, dt).set_requires_grad();
-    Tensor r = rand_tensor({5, 40, 40, 4}, 3, -1, 1, dt);
-    auto g = grads_of([](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], 1, 1); }, {x, w}, r);
-    Tensor dx, dw;
-    naive_conv_backward(dx, dw, r.to(DType::f64), x.to(DType::f64), w.to(DType::f64), 1, 1);
-    // f32: dw sums 8000 products per element
-    const double tol = dt == DType::f64 ? 1e-12 : 1e-5;
-    CHECK(rel_err(g[0], dx) < tol);
-    CHECK(rel_err(g[1], dw) < tol);
+TEST_CASE("conv2d: backward matches naive loops on multi-chunk, multi-thread cases", "[ops][conv2d]") {
+  // Too large for finite differences (and large enough to take the threaded path):
+  // checks the chunking, the per-thread dw reduction, col2im and the direct 1x1 path.
+  const std::vector<ConvCase> cases = {
+      {5, 40, 40, 8, 4, 3, 3, 1, 1},   // 2 images per chunk: thread ranges of 2 and 3 images
+      {6, 33, 31, 8, 6, 3, 3, 2, 1},   // stride 2, odd sizes
+      {4, 30, 30, 16, 8, 1, 1, 1, 0},  // 1x1 direct
+  };
+  for (const ConvCase& c : cases) {
+    for (DType dt : {DType::f64, DType::f32}) {
+      INFO("N" << c.N << " H" << c.H << " W" << c.W << " C" << c.C << " O" << c.O << " k" << c.kH << "x" << c.kW
+                << " s" << c.stride << " p" << c.pad << " " << dtype_name(dt));
+      Tensor x = rand_tensor({c.N, c.H, c.W, c.C}, 1, -1, 1, dt).set_requires_grad();
+      Tensor w = rand_tensor({c.O, c.kH, c.kW, c.C}, 2, -1, 1, dt).set_requires_grad();
+      const int s = c.stride, p = c.pad;
+      Tensor r = rand_tensor({c.N, out_size(c.H, c.kH, s, p), out_size(c.W, c.kW, s, p), c.O}, 3, -1, 1, dt);
+      auto g = grads_of([s, p](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], s, p); }, {x, w}, r);
+      Tensor dx, dw;
+      naive_conv_backward(dx, dw, r.to(DType::f64), x.to(DType::f64), w.to(DType::f64), s, p);
+      // f32: dw sums up to 8000 products per element
+      const double tol = dt == DType::f64 ? 1e-12 : 1e-5;
+      CHECK(rel_err(g[0], dx) < tol);
+      CHECK(rel_err(g[1], dw) < tol);
+    }
   }
 }
 

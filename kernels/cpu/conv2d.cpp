@@ -24,10 +24,16 @@ int64_t images_per_chunk(const Conv2dShape& s) {
   return std::max<int64_t>(1, kColBudget / std::max<int64_t>(per_image, 1));
 }
 
+// Below this many multiply-adds a convolution runs on one thread: a parallel
+// region costs more than it saves (and tiny calls dominate gradient checks).
+constexpr int64_t kParallelMacs = int64_t(1) << 18;
+
 // Threads for the per-image split: never more than there are images. A team
-// of one runs as a plain loop, and OpenBLAS then threads each GEMM itself.
-int image_threads(int64_t N) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), N)));
+// of one runs as a plain loop, and OpenBLAS then threads each GEMM itself
+// (it keeps small GEMMs on one thread).
+int image_threads(const Conv2dShape& s) {
+  if (s.N * s.Ho() * s.Wo() * s.O * s.K() < kParallelMacs) return 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), s.N)));
 }
 
 // Images [begin, end) of thread t among nt: contiguous, sizes differing by <= 1.
@@ -102,7 +108,7 @@ template <class T>
 void conv2d_forward(T* y, const T* x, const T* w, const Conv2dShape& s) {
   const int64_t O = s.O, K = s.K(), HoWo = s.Ho() * s.Wo();
   const bool direct = s.is_pointwise();  // x is its own col matrix [N*H*W, C]
-  const int nt = image_threads(s.N);
+  const int nt = image_threads(s);
   const int64_t chunk = images_per_chunk(s);
   const int64_t col_elems = direct ? 0 : chunk * HoWo * K;
   std::unique_ptr<T[]> scratch(new T[static_cast<size_t>(nt * col_elems)]);
@@ -129,7 +135,7 @@ void conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Co
   if (!dx && !dw) return;
   const int64_t O = s.O, K = s.K(), HoWo = s.Ho() * s.Wo();
   const bool direct = s.is_pointwise();  // x is col and dx is dcol: no im2col / col2im
-  const int nt = image_threads(s.N);
+  const int nt = image_threads(s);
   const int64_t chunk = images_per_chunk(s);
   const int64_t col_elems = direct ? 0 : chunk * HoWo * K;
   std::unique_ptr<T[]> scratch(new T[static_cast<size_t>(nt * col_elems)]);

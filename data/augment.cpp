@@ -3,6 +3,7 @@
 #include "data/augment.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 
@@ -155,7 +156,12 @@ void crop_resize_flip(float* dst, const uint8_t* src, int H, int W, int C, int O
   // dst: [OH, OW, C]; src: [H, W, C]
   SIMCLR_ASSERT(p.crop_x >= 0 && p.crop_y >= 0 && p.crop_w > 0 && p.crop_h > 0 && p.crop_x + p.crop_w <= W &&
                 p.crop_y + p.crop_h <= H);
-  const float inv255 = 1.f / 255.f;
+  // u8 -> [0, 1] by division, as torchvision's ToTensor (x.float() / 255)
+  static const std::array<float, 256> to01 = [] {
+    std::array<float, 256> t{};
+    for (int i = 0; i < 256; i++) t[i] = static_cast<float>(i) / 255.f;
+    return t;
+  }();
   const float scale_x = static_cast<float>(p.crop_w) / static_cast<float>(OW);
   const float scale_y = static_cast<float>(p.crop_h) / static_cast<float>(OH);
   // Column taps are the same for every row: compute once.
@@ -184,8 +190,8 @@ void crop_resize_flip(float* dst, const uint8_t* src, int H, int W, int C, int O
       int a = xs0[sxo] * C, b = xs1[sxo] * C;
       float wx = wxs[sxo];
       for (int c = 0; c < C; c++) {
-        float p00 = row0[a + c] * inv255, p01 = row0[b + c] * inv255;
-        float p10 = row1[a + c] * inv255, p11 = row1[b + c] * inv255;
+        float p00 = to01[row0[a + c]], p01 = to01[row0[b + c]];
+        float p10 = to01[row1[a + c]], p11 = to01[row1[b + c]];
         out[ox * C + c] = (1.f - wy) * ((1.f - wx) * p00 + wx * p01) + wy * ((1.f - wx) * p10 + wx * p11);
       }
     }
@@ -253,27 +259,32 @@ void gaussian_blur(float* img, float* tmp, int OH, int OW, int C, int k, float s
   // img, tmp: [OH, OW, C]
   SIMCLR_ASSERT(k >= 1 && k % 2 == 1);
   if (k == 1) return;  // a 1-tap normalised kernel is the identity
-  std::vector<float> w(k);
+  std::vector<float> w(static_cast<size_t>(k));
   gaussian_kernel1d(w.data(), k, sigma);
-  int r = k / 2;
-  // horizontal: tmp[y][x] = sum_j w[j] img[y][reflect(x + j - r)]
+  const int r = k / 2, row = OW * C;
+  // horizontal: tmp[y][x] = sum_j w[j] img[y][reflect(x + j - r)], through a
+  // reflect-padded copy of the row
+  std::vector<float> pad(static_cast<size_t>(OW + 2 * r) * C);
+  std::vector<int> src_col(OW + 2 * r);
+  for (int i = 0; i < OW + 2 * r; i++) src_col[i] = reflect_index(i - r, OW);
   for (int y = 0; y < OH; y++) {
-    const float* in = img + static_cast<size_t>(y) * OW * C;
-    float* out = tmp + static_cast<size_t>(y) * OW * C;
-    for (int x = 0; x < OW; x++)
-      for (int c = 0; c < C; c++) {
-        float acc = 0.f;
-        for (int j = 0; j < k; j++) acc += w[j] * in[reflect_index(x + j - r, OW) * C + c];
-        out[x * C + c] = acc;
-      }
+    const float* in = img + static_cast<size_t>(y) * row;
+    float* out = tmp + static_cast<size_t>(y) * row;
+    for (int i = 0; i < OW + 2 * r; i++)
+      for (int c = 0; c < C; c++) pad[i * C + c] = in[src_col[i] * C + c];
+    for (int x = 0; x < row; x++) out[x] = 0.f;
+    for (int j = 0; j < k; j++) {
+      const float* src = pad.data() + j * C;
+      for (int x = 0; x < row; x++) out[x] += w[j] * src[x];
+    }
   }
   // vertical: img[y][x] = sum_i w[i] tmp[reflect(y + i - r)][x]
   for (int y = 0; y < OH; y++) {
-    float* out = img + static_cast<size_t>(y) * OW * C;
-    for (int x = 0; x < OW * C; x++) {
-      float acc = 0.f;
-      for (int i = 0; i < k; i++) acc += w[i] * tmp[static_cast<size_t>(reflect_index(y + i - r, OH)) * OW * C + x];
-      out[x] = acc;
+    float* out = img + static_cast<size_t>(y) * row;
+    for (int x = 0; x < row; x++) out[x] = 0.f;
+    for (int i = 0; i < k; i++) {
+      const float* src = tmp + static_cast<size_t>(reflect_index(y + i - r, OH)) * row;
+      for (int x = 0; x < row; x++) out[x] += w[i] * src[x];
     }
   }
 }

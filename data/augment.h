@@ -195,8 +195,9 @@ SIMCLR_DATA_HD inline int reflect_index(int i, int n) {
 //   scale = crop_w / OW;  sx = max((ox + 0.5) * scale - 0.5, 0)
 //   x0 = floor(sx), x1 = min(x0 + 1, crop_w - 1), wx = sx - x0  (same for y)
 //   out = (1-wy) ((1-wx) p[y0][x0] + wx p[y0][x1]) + wy ((1-wx) p[y1][x0] + wx p[y1][x1])
-// with p = source / 255 at (crop_y + y, crop_x + x). Flip: output column ox
-// takes the resized column OW - 1 - ox.
+// with p = source / 255.f (a float division, as ToTensor) at
+// (crop_y + y, crop_x + x). Flip: output column ox takes the resized column
+// OW - 1 - ox.
 void crop_resize_flip(float* dst, const uint8_t* src, int H, int W, int C, int OH, int OW, const ViewParams& p);
 
 void adjust_brightness(float* img, int npix, int C, float f);  // clamp(f x)
@@ -211,7 +212,9 @@ void solarize(float* img, int npix, int C, float threshold);   // x >= t -> 1 - 
 // _get_gaussian_kernel1d in float).
 void gaussian_kernel1d(float* w, int k, float sigma);
 // Separable blur: horizontal pass into tmp, vertical pass back into img, both
-// with reflect padding (k/2 each side). tmp holds OH * OW * C floats.
+// with reflect padding (k/2 each side), each output the sum over taps in
+// order j = 0..k-1 of w[j] * input, accumulated in float from 0.
+// tmp holds OH * OW * C floats.
 void gaussian_blur(float* img, float* tmp, int OH, int OW, int C, int k, float sigma);
 // (x - mean[c]) / std[c].
 void normalize(float* img, int npix, int C, const float* mean, const float* std);

@@ -166,7 +166,8 @@ struct Collective {
   size_t bytes = 0;
   const char* file = nullptr;
   int line = 0;
-  alignas(16) unsigned char payload[32][64];
+  alignas(16) unsigned char in[32][detail::kSlotBytes];
+  alignas(16) unsigned char out[32][detail::kSlotBytes];
 };
 
 struct Thread {
@@ -495,8 +496,8 @@ void run_block_loop(Launch& L, Order order, uint64_t seed, uint64_t block_linear
     t.ids.thread_idx = {static_cast<unsigned>(idx) % L.block.x, (static_cast<unsigned>(idx) / L.block.x) % L.block.y,
                         static_cast<unsigned>(idx) / (L.block.x * L.block.y)};
     t.linear = idx;
-    t.warp = idx / 32;
-    t.lane = idx % 32;
+    t.warp = t.ids.warp = idx / 32;
+    t.lane = t.ids.lane = idx % 32;
     t.copies.clear();
     t.next_group = 0;
     L.cur = &t;
@@ -616,8 +617,8 @@ int syncthreads_reduce(int op, int pred, const char* file, int line) {
   return count > 0;
 }
 
-void warp_collective(const char* kind, unsigned mask, const void* mine, size_t bytes, void* all, const char* file,
-                     int line) {
+WarpSlots warp_arrive(const char* kind, unsigned mask, const void* mine, size_t bytes, WarpFn fn, const char* file,
+                      int line) {
   Launch& L = running(kind);
   Thread& t = *L.cur;
   if (L.barrier_free) device_fail(file, line, kind, " in a kernel launched with launch_nobarrier (use launch)");
@@ -635,7 +636,7 @@ void warp_collective(const char* kind, unsigned mask, const void* mine, size_t b
   Collective* c = nullptr;
   for (Collective* o : w.open)
     if (o->mask & mask) {
-      if (o->mask != mask || std::strcmp(o->kind, kind) != 0)
+      if (o->mask != mask || (o->kind != kind && std::strcmp(o->kind, kind) != 0))
         device_fail(file, line, "warp collectives disagree: lane ", t.lane, " calls ", kind, " (mask ", mask_str(mask),
                     ") while lanes ", lanes_str(o->arrived), " wait in ", o->kind, " (mask ", mask_str(o->mask),
                     ") at ", o->file, ":", o->line);
@@ -654,7 +655,7 @@ void warp_collective(const char* kind, unsigned mask, const void* mine, size_t b
   } else if (c->bytes != bytes) {
     device_fail(file, line, kind, ": lanes disagree on the operand size");
   }
-  if (bytes) std::memcpy(c->payload[t.lane], mine, bytes);
+  if (bytes) std::memcpy(c->in[t.lane], mine, bytes);
   c->arrived |= me;
   if (c->arrived == mask) {
     ++t_stats.collectives;
@@ -664,6 +665,7 @@ void warp_collective(const char* kind, unsigned mask, const void* mine, size_t b
         break;
       }
     c->readers = __builtin_popcount(mask);
+    if (fn) fn(&c->in[0][0], &c->out[0][0], mask);
     for (int l = 0; l < 32; ++l)
       if ((mask >> l & 1u) && l != t.lane) L.threads[static_cast<size_t>(t.warp * 32 + l)].state = TState::runnable;
   } else {
@@ -673,17 +675,14 @@ void warp_collective(const char* kind, unsigned mask, const void* mine, size_t b
     t.wait_line = line;
     yield_to_scheduler(t);
   }
-  if (all) {
-    unsigned char* out = static_cast<unsigned char*>(all);
-    for (int l = 0; l < 32; ++l) {
-      if (mask >> l & 1u) std::memcpy(out + l * bytes, c->payload[l], bytes);
-      else std::memset(out + l * bytes, 0xFF, bytes);
-    }
-  }
-  if (--c->readers == 0) L.give_collective(c);
+  return WarpSlots{&c->in[0][0], &c->out[0][0], c};
 }
 
-int lane_id() { return running("lane_id").cur->lane; }
+void warp_done(void* handle) {
+  Collective* c = static_cast<Collective*>(handle);
+  if (--c->readers == 0) t_launch->give_collective(c);
+}
+
 
 unsigned live_lanes_mask() {
   Launch& L = running("__activemask");
@@ -761,8 +760,8 @@ void detail::run_launch(const LaunchSite& site, const void* kernel_id, dim3 grid
     for (int i = 0; i < n; ++i) {
       Thread& t = L.threads[static_cast<size_t>(i)];
       t.linear = i;
-      t.warp = i / 32;
-      t.lane = i % 32;
+      t.warp = t.ids.warp = i / 32;
+      t.lane = t.ids.lane = i % 32;
       t.ids.thread_idx = {static_cast<unsigned>(i) % block.x, (static_cast<unsigned>(i) / block.x) % block.y,
                           static_cast<unsigned>(i) / (block.x * block.y)};
       t.stack = &t_stacks.get(static_cast<size_t>(i));

@@ -123,6 +123,7 @@ namespace detail {
 struct Ids {
   uint3 thread_idx, block_idx;
   dim3 block_dim, grid_dim;
+  int lane = 0, warp = 0;
 };
 extern thread_local const Ids* t_ids;
 extern thread_local uint64_t t_block_epoch;  // changes at every block start
@@ -151,12 +152,37 @@ template <class... A>
 void syncthreads(const char* file, int line);
 int syncthreads_reduce(int op, int pred, const char* file, int line);  // op 0 count, 1 and, 2 or
 
-// Every lane of `mask` calls this with `bytes` (<= 64) of payload; it returns
-// when all of them have arrived, with the 32 lanes' payloads in `all` (slots
-// of lanes outside the mask filled with 0xFF bytes).
-void warp_collective(const char* kind, unsigned mask, const void* mine, size_t bytes, void* all,
-                     const char* file, int line);
-int lane_id();
+// The warp-collective primitive. Every lane of `mask` calls warp_arrive with
+// `bytes` (<= 64) of input; it returns once all of them have arrived. The
+// lane that arrives last first runs `fn` (if given) once for the warp:
+// fn(in, out, mask) reads in[l * 64 ...] and writes out[l * 64 ...] for the
+// lanes l of the mask. Every lane then reads the slots it needs and calls
+// warp_done with the handle (slots stay valid until then).
+struct WarpSlots {
+  const unsigned char* in;
+  const unsigned char* out;
+  void* handle;
+};
+inline constexpr int kSlotBytes = 64;
+using WarpFn = void (*)(const unsigned char* in, unsigned char* out, unsigned mask);
+WarpSlots warp_arrive(const char* kind, unsigned mask, const void* mine, size_t bytes, WarpFn fn, const char* file,
+                      int line);
+void warp_done(void* handle);
+
+// Convenience: the 32 lanes' inputs copied to `all` (lanes outside the mask: 0xFF bytes).
+inline void warp_collective(const char* kind, unsigned mask, const void* mine, size_t bytes, void* all,
+                            const char* file, int line) {
+  WarpSlots s = warp_arrive(kind, mask, mine, bytes, nullptr, file, line);
+  if (all) {
+    unsigned char* o = static_cast<unsigned char*>(all);
+    for (int l = 0; l < 32; ++l) {
+      if (mask >> l & 1u) std::memcpy(o + l * bytes, s.in + l * kSlotBytes, bytes);
+      else std::memset(o + l * bytes, 0xFF, bytes);
+    }
+  }
+  warp_done(s.handle);
+}
+inline int lane_id() { return t_ids->lane; }
 unsigned live_lanes_mask();
 
 // Dynamic shared memory of the running block.
@@ -286,8 +312,7 @@ T shfl(int mode, const char* file, int line, unsigned mask, T v, int b, int widt
   static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "shuffle of a type larger than 8 bytes");
   if (width < 1 || width > 32 || (width & (width - 1)) != 0)
     device_fail(file, line, shfl_name(mode), ": width ", width, " is not a power of 2 in [1, 32]");
-  T all[32];
-  warp_collective(shfl_name(mode), mask, &v, sizeof(T), all, file, line);
+  WarpSlots slots = warp_arrive(shfl_name(mode), mask, &v, sizeof(T), nullptr, file, line);
   const int lane = lane_id();
   const int segmask = (32 - width) & 31;
   const int clamp = mode == kShflUp ? 0 : 31;
@@ -303,7 +328,11 @@ T shfl(int mode, const char* file, int line, unsigned mask, T v, int b, int widt
     default: j = min_lane | (bval & ~segmask); valid = j <= max_lane; break;
   }
   if (!valid) j = lane;
-  return all[j];
+  T r;
+  if (mask >> j & 1u) std::memcpy(&r, slots.in + j * kSlotBytes, sizeof(T));
+  else std::memset(&r, 0xFF, sizeof(T));
+  warp_done(slots.handle);
+  return r;
 }
 
 inline unsigned ballot(const char* kind, const char* file, int line, unsigned mask, int pred) {

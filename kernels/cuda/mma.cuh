@@ -76,6 +76,9 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
 }
 
 #ifdef SIMCLR_EMU
+// Under the emulator each wrapper is one warp collective whose result is
+// computed once for the warp (by the last lane to arrive) from all 32 lanes'
+// fragments, using only the layout formulas above.
 namespace detail {
 inline float bf16_bits_to_float(uint32_t bits16) {
   uint32_t u = bits16 << 16;
@@ -84,41 +87,97 @@ inline float bf16_bits_to_float(uint32_t bits16) {
   return f;
 }
 inline float tf32_bits_to_float(uint32_t bits) {
-  uint32_t u = bits & 0xffffe000u;
+  uint32_t u = bits & 0xffffe000u;  // the hardware reads the top 19 bits
   float f;
   std::memcpy(&f, &u, 4);
   return f;
 }
+struct MmaIn {
+  uint32_t a[4], b[2];
+  float c[4];
+};
+constexpr int kSlot = ::simclr::emu::detail::kSlotBytes;
+
+// d = a*b + c for the whole warp: A, B gathered with the formulas, each
+// output element summed over k in order in fp32, then c added.
+template <bool BF16>
+void mma_warp(const unsigned char* in, unsigned char* out, unsigned /*mask*/) {
+  constexpr int K = BF16 ? 16 : 8;
+  float A[16][16], B[16][8];
+  for (int l = 0; l < 32; ++l) {
+    MmaIn f;
+    std::memcpy(&f, in + l * kSlot, sizeof f);
+    if (BF16) {
+      for (int i = 0; i < 8; ++i) A[mma_bf16_a_row(l, i)][mma_bf16_a_col(l, i)] = bf16_bits_to_float(f.a[i >> 1] >> (16 * (i & 1)) & 0xffffu);
+      for (int i = 0; i < 4; ++i) B[mma_bf16_b_k(l, i)][mma_bf16_b_n(l, i)] = bf16_bits_to_float(f.b[i >> 1] >> (16 * (i & 1)) & 0xffffu);
+    } else {
+      for (int i = 0; i < 4; ++i) A[mma_tf32_a_row(l, i)][mma_tf32_a_col(l, i)] = tf32_bits_to_float(f.a[i]);
+      for (int i = 0; i < 2; ++i) B[mma_tf32_b_k(l, i)][mma_tf32_b_n(l, i)] = tf32_bits_to_float(f.b[i]);
+    }
+  }
+  for (int l = 0; l < 32; ++l) {
+    MmaIn f;
+    std::memcpy(&f, in + l * kSlot, sizeof f);
+    float d[4];
+    for (int i = 0; i < 4; ++i) {
+      const int r = mma_c_row(l, i), n = mma_c_col(l, i);
+      float s = 0.0f;
+      for (int k = 0; k < K; ++k) s += A[r][k] * B[k][n];
+      d[i] = s + f.c[i];
+    }
+    std::memcpy(out + l * kSlot, d, sizeof d);
+  }
+}
+template <bool BF16>
+void mma_emu(float* d, const uint32_t* a, const uint32_t* b, const float* c, const std::source_location& site) {
+  const MmaIn mine{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}, {c[0], c[1], c[2], c[3]}};
+  auto s = ::simclr::emu::detail::warp_arrive(BF16 ? "mma.m16n8k16.bf16" : "mma.m16n8k8.tf32", 0xffffffffu, &mine,
+                                              sizeof mine, mma_warp<BF16>, site.file_name(),
+                                              static_cast<int>(site.line()));
+  std::memcpy(d, s.out + ::simclr::emu::detail::lane_id() * kSlot, 4 * sizeof(float));
+  ::simclr::emu::detail::warp_done(s.handle);
+}
+
 inline unsigned short load_b16(uintptr_t addr) {
   unsigned short v;
   std::memcpy(&v, reinterpret_cast<const void*>(addr), 2);
   return v;
 }
+// Register m of lane l: M_m[g][2t..2t+1] (or M_m[2t..2t+1][g] transposed),
+// row r of matrix m at the address of lane 8m + r.
+template <int M, bool Trans>
+void ldmatrix_warp(const unsigned char* in, unsigned char* out, unsigned /*mask*/) {
+  uintptr_t addr[32];
+  for (int l = 0; l < 32; ++l) std::memcpy(&addr[l], in + l * kSlot, sizeof(uintptr_t));
+  for (int l = 0; l < 8 * M; ++l)
+    if (addr[l] % 16 != 0)
+      ::simclr::emu::detail::device_fail(nullptr, 0, "ldmatrix: row address of lane ", l, " is not 16-byte aligned");
+  for (int l = 0; l < 32; ++l) {
+    const int g = l >> 2, t = l & 3;
+    uint32_t r[M];
+    for (int m = 0; m < M; ++m) {
+      uint32_t lo, hi;
+      if (!Trans) {
+        lo = load_b16(addr[8 * m + g] + 2 * (2 * t));
+        hi = load_b16(addr[8 * m + g] + 2 * (2 * t + 1));
+      } else {
+        lo = load_b16(addr[8 * m + 2 * t] + 2 * g);
+        hi = load_b16(addr[8 * m + 2 * t + 1] + 2 * g);
+      }
+      r[m] = lo | (hi << 16);
+    }
+    std::memcpy(out + l * kSlot, r, sizeof r);
+  }
+}
 template <int M, bool Trans>
 void ldmatrix_emu(uint32_t* r, const void* row_addr, const std::source_location& site) {
-  static const char* kinds[2][5] = {
-      {"", "ldmatrix.x1", "ldmatrix.x2", "", "ldmatrix.x4"},
-      {"", "ldmatrix.x1.trans", "ldmatrix.x2.trans", "", "ldmatrix.x4.trans"}};
-  uintptr_t mine = reinterpret_cast<uintptr_t>(row_addr), all[32];
-  ::simclr::emu::detail::warp_collective(kinds[Trans][M], 0xffffffffu, &mine, sizeof mine, all, site.file_name(),
-                                         static_cast<int>(site.line()));
-  const int lane = ::simclr::emu::detail::lane_id();
-  for (int l = 0; l < 8 * M; ++l)
-    if (all[l] % 16 != 0)
-      ::simclr::emu::detail::device_fail(site.file_name(), static_cast<int>(site.line()), kinds[Trans][M],
-                                         ": row address of lane ", l, " is not 16-byte aligned");
-  const int g = lane >> 2, t = lane & 3;
-  for (int m = 0; m < M; ++m) {
-    uint32_t lo, hi;
-    if (!Trans) {
-      lo = load_b16(all[8 * m + g] + 2 * (2 * t));
-      hi = load_b16(all[8 * m + g] + 2 * (2 * t + 1));
-    } else {
-      lo = load_b16(all[8 * m + 2 * t] + 2 * g);
-      hi = load_b16(all[8 * m + 2 * t + 1] + 2 * g);
-    }
-    r[m] = lo | (hi << 16);
-  }
+  static const char* kinds[2][5] = {{"", "ldmatrix.x1", "ldmatrix.x2", "", "ldmatrix.x4"},
+                                    {"", "ldmatrix.x1.trans", "ldmatrix.x2.trans", "", "ldmatrix.x4.trans"}};
+  const uintptr_t mine = reinterpret_cast<uintptr_t>(row_addr);
+  auto s = ::simclr::emu::detail::warp_arrive(kinds[Trans][M], 0xffffffffu, &mine, sizeof mine, ldmatrix_warp<M, Trans>,
+                                              site.file_name(), static_cast<int>(site.line()));
+  std::memcpy(r, s.out + ::simclr::emu::detail::lane_id() * kSlot, M * sizeof(uint32_t));
+  ::simclr::emu::detail::warp_done(s.handle);
 }
 }  // namespace detail
 #endif
@@ -127,27 +186,7 @@ void ldmatrix_emu(uint32_t* r, const void* row_addr, const std::source_location&
 __device__ __forceinline__ void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
                                                   const float (&c)[4] SIMCLR_EMU_SITE_PARAM) {
 #ifdef SIMCLR_EMU
-  struct Frag {
-    uint32_t a[4], b[2];
-  } mine{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}}, all[32];
-  ::simclr::emu::detail::warp_collective("mma.m16n8k16.bf16", 0xffffffffu, &mine, sizeof mine, all,
-                                         emu_site_.file_name(), static_cast<int>(emu_site_.line()));
-  float A[16][16], B[16][8];
-  for (int l = 0; l < 32; ++l) {
-    for (int i = 0; i < 8; ++i)
-      A[mma_bf16_a_row(l, i)][mma_bf16_a_col(l, i)] = detail::bf16_bits_to_float(all[l].a[i >> 1] >> (16 * (i & 1)) & 0xffffu);
-    for (int i = 0; i < 4; ++i)
-      B[mma_bf16_b_k(l, i)][mma_bf16_b_n(l, i)] = detail::bf16_bits_to_float(all[l].b[i >> 1] >> (16 * (i & 1)) & 0xffffu);
-  }
-  const int lane = ::simclr::emu::detail::lane_id();
-  float out[4];
-  for (int i = 0; i < 4; ++i) {
-    const int r = mma_c_row(lane, i), n = mma_c_col(lane, i);
-    float s = 0.0f;
-    for (int k = 0; k < 16; ++k) s += A[r][k] * B[k][n];
-    out[i] = s + c[i];
-  }
-  for (int i = 0; i < 4; ++i) d[i] = out[i];
+  detail::mma_emu<true>(d, a, b, c, emu_site_);
 #else
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -162,25 +201,7 @@ __device__ __forceinline__ void mma_bf16_m16n8k16(float (&d)[4], const uint32_t 
 __device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
                                                  const float (&c)[4] SIMCLR_EMU_SITE_PARAM) {
 #ifdef SIMCLR_EMU
-  struct Frag {
-    uint32_t a[4], b[2];
-  } mine{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}}, all[32];
-  ::simclr::emu::detail::warp_collective("mma.m16n8k8.tf32", 0xffffffffu, &mine, sizeof mine, all,
-                                         emu_site_.file_name(), static_cast<int>(emu_site_.line()));
-  float A[16][8], B[8][8];
-  for (int l = 0; l < 32; ++l) {
-    for (int i = 0; i < 4; ++i) A[mma_tf32_a_row(l, i)][mma_tf32_a_col(l, i)] = detail::tf32_bits_to_float(all[l].a[i]);
-    for (int i = 0; i < 2; ++i) B[mma_tf32_b_k(l, i)][mma_tf32_b_n(l, i)] = detail::tf32_bits_to_float(all[l].b[i]);
-  }
-  const int lane = ::simclr::emu::detail::lane_id();
-  float out[4];
-  for (int i = 0; i < 4; ++i) {
-    const int r = mma_c_row(lane, i), n = mma_c_col(lane, i);
-    float s = 0.0f;
-    for (int k = 0; k < 8; ++k) s += A[r][k] * B[k][n];
-    out[i] = s + c[i];
-  }
-  for (int i = 0; i < 4; ++i) d[i] = out[i];
+  detail::mma_emu<false>(d, a, b, c, emu_site_);
 #else
   asm volatile(
       "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "

@@ -127,19 +127,24 @@ ViewParams identity_view(int H, int W) {
   return p;
 }
 
-std::string describe(const ViewParams& p) {
-  static const char* names[4] = {"b", "c", "s", "h"};
+std::string describe(const ViewParams& p, int channels) {
   char buf[256];
   int n = std::snprintf(buf, sizeof(buf), "crop(x=%d y=%d w=%d h=%d)%s", p.crop_x, p.crop_y, p.crop_w, p.crop_h,
                         p.flip ? " flip" : "");
   std::string s(buf, static_cast<size_t>(n));
   if (p.jitter) {
-    n = std::snprintf(buf, sizeof(buf), " jitter(order=%s%s%s%s b=%.3f c=%.3f s=%.3f h=%+.3f)", names[p.order[0]],
-                      names[p.order[1]], names[p.order[2]], names[p.order[3]], p.brightness, p.contrast,
-                      p.saturation, p.hue);
+    static const char* names[4] = {"b", "c", "s", "h"};
+    std::string order;
+    for (int i = 0; i < 4; i++)
+      if (channels == 3 || p.order[i] == kBrightness || p.order[i] == kContrast) order += names[p.order[i]];
+    if (channels == 3)
+      n = std::snprintf(buf, sizeof(buf), " jitter(order=%s b=%.3f c=%.3f s=%.3f h=%+.3f)", order.c_str(),
+                        p.brightness, p.contrast, p.saturation, p.hue);
+    else
+      n = std::snprintf(buf, sizeof(buf), " jitter(order=%s b=%.3f c=%.3f)", order.c_str(), p.brightness, p.contrast);
     s.append(buf, static_cast<size_t>(n));
   }
-  if (p.grayscale) s += " gray";
+  if (p.grayscale && channels == 3) s += " gray";
   if (p.blur) {
     n = std::snprintf(buf, sizeof(buf), " blur(k=%d sigma=%.3f)", p.blur_kernel, p.blur_sigma);
     s.append(buf, static_cast<size_t>(n));

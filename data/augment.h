@@ -125,8 +125,9 @@ ViewParams eval_view(int H, int W, int OH, int OW, double crop_fraction = 1.0);
 // The identity on an H x W source (output the same size): full crop, nothing else.
 ViewParams identity_view(int H, int W);
 
-// One-line description for logs and the preview.
-std::string describe(const ViewParams& p);
+// One-line description for logs and the preview. With channels = 1 the steps
+// that are the identity on grey images (saturation, hue, grayscale) are left out.
+std::string describe(const ViewParams& p, int channels = 3);
 
 // ---------------------------------------------------------------- per-pixel maths
 // float pixels in [0, 1]; these are the shared definitions for the CUDA kernels.

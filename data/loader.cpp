@@ -47,6 +47,8 @@ Loader::Loader(std::shared_ptr<const Dataset> ds, const DataConfig& cfg, const L
   batches_per_epoch_ = opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
   SIMCLR_CHECK(batches_per_epoch_ >= 1, "loader: the dataset has ", n, " images, fewer than one batch of ",
                opt_.batch_size, " (drop_last is on): lower the batch size or turn drop_last off");
+  SIMCLR_CHECK(opt_.dtype == DType::f32 || opt_.dtype == DType::bf16 || opt_.dtype == DType::f16,
+               "loader: views can be f32, bf16 or f16, not ", dtype_name(opt_.dtype));
   out_size_ = cfg_.image_size;
   start();
 }
@@ -87,12 +89,25 @@ Batch Loader::build(int64_t epoch, int64_t b) const {
   out.epoch = epoch;
   out.index = b;
   int64_t rows = opt_.train ? 2 * N : N;
-  out.views = Tensor::empty({rows, S, S, C}, DType::f32);
+  out.views = Tensor::empty({rows, S, S, C}, opt_.dtype);
   out.labels = Tensor::empty({N}, DType::i64);
   out.indices.resize(static_cast<size_t>(N));
-  float* views = out.views.data<float>();       // [rows, S, S, C]
   int64_t* labels = out.labels.data<int64_t>();  // [N]
-  std::vector<float> tmp(view_floats);
+  std::vector<float> tmp(view_floats), view(view_floats);
+  // Row r of the batch: built in f32 straight into the tensor, or in `view`
+  // and rounded to the 16-bit dtype.
+  auto emit = [&](int64_t r, const Image& im, const ViewParams& vp) {
+    bool f32 = opt_.dtype == DType::f32;
+    float* dst = f32 ? out.views.data<float>() + static_cast<size_t>(r) * view_floats : view.data();
+    apply_view(dst, tmp.data(), im.pixels.data(), im.height, im.width, C, S, S, vp, cfg_.mean.data(), cfg_.std.data());
+    if (opt_.dtype == DType::bf16) {
+      bf16* o = out.views.data<bf16>() + static_cast<size_t>(r) * view_floats;
+      for (size_t i = 0; i < view_floats; i++) o[i] = bf16(view[i]);
+    } else if (opt_.dtype == DType::f16) {
+      f16* o = out.views.data<f16>() + static_cast<size_t>(r) * view_floats;
+      for (size_t i = 0; i < view_floats; i++) o[i] = f16(view[i]);
+    }
+  };
   for (int64_t p = 0; p < N; p++) {
     int64_t idx = (*order)[begin + p];
     Sample s = ds_->get(idx);
@@ -101,16 +116,10 @@ Batch Loader::build(int64_t epoch, int64_t b) const {
     out.indices[p] = idx;
     labels[p] = s.label;
     if (opt_.train) {
-      for (int v = 0; v < 2; v++) {
-        ViewParams vp = sample_view(cfg_.augment, opt_.seed, epoch, idx, v, im.height, im.width, S, S);
-        float* dst = views + static_cast<size_t>(v * N + p) * view_floats;
-        apply_view(dst, tmp.data(), im.pixels.data(), im.height, im.width, C, S, S, vp, cfg_.mean.data(),
-                   cfg_.std.data());
-      }
+      for (int v = 0; v < 2; v++)
+        emit(v * N + p, im, sample_view(cfg_.augment, opt_.seed, epoch, idx, v, im.height, im.width, S, S));
     } else {
-      ViewParams vp = eval_view(im.height, im.width, S, S, cfg_.eval_crop_fraction);
-      apply_view(views + static_cast<size_t>(p) * view_floats, tmp.data(), im.pixels.data(), im.height, im.width, C,
-                 S, S, vp, cfg_.mean.data(), cfg_.std.data());
+      emit(p, im, eval_view(im.height, im.width, S, S, cfg_.eval_crop_fraction));
     }
   }
   return out;

@@ -7,6 +7,8 @@
 //           row (i + N) mod 2N (engine/ops.h ntxent); each view augmented by
 //           data/augment.h and normalised per channel ((x - mean) / std).
 //   labels  i64 [N] (-1 for unlabelled data), indices: the N dataset indices.
+//   (opt.dtype bf16 / f16: the same values rounded from f32, for a smaller
+//   host-to-device copy.)
 // Evaluation batches (opt.train = false): views f32 [N, S, S, C], no
 // augmentation (data/augment.h eval_view: centred crop of eval_crop_fraction,
 // bilinear resize to S x S), same normalisation, dataset order (no shuffle).
@@ -54,6 +56,7 @@ struct LoaderOptions {
   int workers = 2;
   int prefetch = 4;
   int64_t max_epochs = 0;    // 0: endless
+  DType dtype = DType::f32;  // views: f32, or bf16 / f16 (rounded to nearest even from the f32 result)
 };
 
 // Training: from the data config (workers, prefetch, drop_last), shuffled.
@@ -62,7 +65,7 @@ LoaderOptions train_loader_options(const DataConfig& cfg, int64_t batch_size, ui
 LoaderOptions eval_loader_options(const DataConfig& cfg, int64_t batch_size);
 
 struct Batch {
-  Tensor views;                  // train f32 [2N, S, S, C]; eval f32 [N, S, S, C]
+  Tensor views;                  // train [2N, S, S, C]; eval [N, S, S, C]; f32 (or opt.dtype)
   Tensor labels;                 // i64 [N]
   std::vector<int64_t> indices;  // [N] dataset indices
   int64_t epoch = 0, index = 0;  // where this batch sits in the stream

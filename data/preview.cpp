@@ -88,7 +88,7 @@ std::string write_preview(const std::string& out_png, const DataConfig& cfg, con
     legend += "row " + std::to_string(p) + ": image " + std::to_string(idx) + ", label " + label + "\n";
     for (int v = 0; v < 2; v++) {
       ViewParams vp = sample_view(cfg.augment, opt.seed, 0, idx, v, im.height, im.width, S, S);
-      legend += "  view " + std::to_string(v + 1) + ": " + describe(vp) + "\n";
+      legend += "  view " + std::to_string(v + 1) + ": " + describe(vp, C) + "\n";
     }
   }
   std::string png;

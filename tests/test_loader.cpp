@@ -261,3 +261,21 @@ TEST_CASE("loader: worker exceptions reach the consumer as simclr::Error; shutdo
   CHECK_THROWS_WITH(Loader(tiny, small_config(1), train_loader_options(cfg, 2, 0)),
                     Catch::Contains("dataset has 3 channel(s), config asks for 1"));
 }
+
+TEST_CASE("loader: bf16 / f16 views are the f32 views rounded", "[data][loader]") {
+  auto ds = std::make_shared<SyntheticDataset>(12, 3);
+  DataConfig cfg = small_config(3);
+  LoaderOptions o = train_loader_options(cfg, 4, 8);
+  o.workers = 1;
+  Loader l32(ds, cfg, o);
+  Batch b32 = l32.next();
+  for (DType dt : {DType::bf16, DType::f16}) {
+    o.dtype = dt;
+    Loader l16(ds, cfg, o);
+    Batch b16 = l16.next();
+    CHECK(b16.views.dtype() == dt);
+    CHECK(same_tensor(b16.views, b32.views.to(dt)));
+  }
+  o.dtype = DType::i32;
+  CHECK_THROWS_WITH(Loader(ds, cfg, o), Catch::Contains("views can be f32, bf16 or f16, not i32"));
+}

@@ -16,9 +16,11 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/selftest.h"
+#include "tests/selftest_ref.h"
 
 using Catch::Matchers::Contains;
 namespace emu = simclr::emu;
+namespace ref = simclr::selftest_ref;
 
 namespace {
 
@@ -30,48 +32,6 @@ std::string error_of(F&& f) {
     return e.what();
   }
   return "";
-}
-
-std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(rng);
-  return v;
-}
-
-uint16_t to_bf16_bits(float x) {  // round to nearest even (finite inputs)
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-float bf16_bits_value(uint16_t b) {
-  uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-float tf32_value(float x) {  // cvt.rna.tf32.f32: round half away from zero to 10 mantissa bits
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u = (u + 0x1000u) & 0xffffe000u;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-// The CUDA Programming Guide's description of the shuffles (independent of the
-// PTX formula the emulator implements): lanes form segments of `width`;
-// reading a later segment (or beyond the warp) returns the caller's own value.
-float ref_shfl(const float* v, int lane, int src, int width) { return v[(lane / width) * width + (src % width)]; }
-float ref_shfl_up(const float* v, int lane, int d, int width) { return lane % width >= d ? v[lane - d] : v[lane]; }
-float ref_shfl_down(const float* v, int lane, int d, int width) {
-  return lane % width + d < width ? v[lane + d] : v[lane];
-}
-float ref_shfl_xor(const float* v, int lane, int m, int width) {
-  const int j = lane ^ m;
-  return j < (lane / width + 1) * width ? v[j] : v[lane];
 }
 
 }  // namespace
@@ -227,7 +187,7 @@ __global__ void plain_scale(float* out, const float* in, int n) {
 TEST_CASE("emulator: block reduction matches the host sum at several block sizes", "[emu]") {
   for (int threads : {32, 256, 1024}) {
     for (int n : {1, 1000, 3 * threads + 7}) {
-      auto x = random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + threads));
+      auto x = ref::random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + threads));
       const int blocks = (n + threads - 1) / threads;
       std::vector<float> partial(static_cast<size_t>(blocks), -1.0f);
       emu::selftest_block_sum(partial.data(), x.data(), n, threads, nullptr);
@@ -246,7 +206,7 @@ TEST_CASE("emulator: block reduction matches the host sum at several block sizes
 
 TEST_CASE("emulator: warp butterfly reduction gives every lane its warp's sum", "[emu]") {
   const int n = 320;
-  auto x = random_floats(n, 7);
+  auto x = ref::random_floats(n, 7);
   std::vector<float> out(n, -1.0f);
   emu::selftest_warp_sum(out.data(), x.data(), n, nullptr);
   for (int w = 0; w < n / 32; ++w) {
@@ -266,12 +226,12 @@ TEST_CASE("emulator: shuffles follow CUDA semantics for every kind, width and a 
     const float* o = &out[static_cast<size_t>(lane * simclr::selftest::kShuffleCases)];
     for (int w = 0; w < 5; ++w) {
       INFO("lane " << lane << " width " << widths[w]);
-      CHECK(o[w] == ref_shfl(x.data(), lane, (lane * 7 + 3) & 31, widths[w]));
-      CHECK(o[5 + w] == ref_shfl_up(x.data(), lane, 3, widths[w]));
-      CHECK(o[10 + w] == ref_shfl_down(x.data(), lane, 3, widths[w]));
-      CHECK(o[15 + w] == ref_shfl_xor(x.data(), lane, 5, widths[w]));
+      CHECK(o[w] == ref::shfl(x.data(), lane, (lane * 7 + 3) & 31, widths[w]));
+      CHECK(o[5 + w] == ref::shfl_up(x.data(), lane, 3, widths[w]));
+      CHECK(o[10 + w] == ref::shfl_down(x.data(), lane, 3, widths[w]));
+      CHECK(o[15 + w] == ref::shfl_xor(x.data(), lane, 5, widths[w]));
     }
-    CHECK(o[20] == (lane < 16 ? ref_shfl_down(x.data(), lane, 2, 16) : x[static_cast<size_t>(lane)]));
+    CHECK(o[20] == (lane < 16 ? ref::shfl_down(x.data(), lane, 2, 16) : x[static_cast<size_t>(lane)]));
   }
   // Spot values written out by hand: xor 5 at width 4 from lane 2 would read
   // lane 7 (a later segment) -> own value; from lane 6 reads lane 3 (earlier).
@@ -294,7 +254,7 @@ TEST_CASE("emulator: a source lane outside a partial mask reads as NaN", "[emu]"
 
 TEST_CASE("emulator: shared-memory transpose at odd sizes", "[emu]") {
   for (auto [M, N] : {std::pair{67, 45}, std::pair{1, 1}, std::pair{32, 32}, std::pair{5, 70}}) {
-    auto in = random_floats(static_cast<size_t>(M * N), static_cast<uint32_t>(M * 100 + N));
+    auto in = ref::random_floats(static_cast<size_t>(M * N), static_cast<uint32_t>(M * 100 + N));
     std::vector<float> out(static_cast<size_t>(M * N), -7.0f);
     emu::selftest_transpose(out.data(), in.data(), M, N, nullptr);
     int bad = 0;
@@ -338,27 +298,21 @@ TEST_CASE("emulator: block votes, ballots and warp reductions", "[emu]") {
 
 TEST_CASE("emulator: bf16 mma with formula-built fragments matches a host matmul", "[emu][mma]") {
   for (uint32_t seed : {1u, 2u, 3u}) {
-    auto af = random_floats(16 * 16, seed), bf = random_floats(16 * 8, seed + 10), c = random_floats(16 * 8, seed + 20);
+    auto af = ref::random_floats(16 * 16, seed), bf = ref::random_floats(16 * 8, seed + 10), c = ref::random_floats(16 * 8, seed + 20);
     std::vector<uint16_t> a(256), b(128);
-    for (int i = 0; i < 256; ++i) a[static_cast<size_t>(i)] = to_bf16_bits(af[static_cast<size_t>(i)]);
-    for (int i = 0; i < 128; ++i) b[static_cast<size_t>(i)] = to_bf16_bits(bf[static_cast<size_t>(i)]);
+    for (int i = 0; i < 256; ++i) a[static_cast<size_t>(i)] = ref::to_bf16_bits(af[static_cast<size_t>(i)]);
+    for (int i = 0; i < 128; ++i) b[static_cast<size_t>(i)] = ref::to_bf16_bits(bf[static_cast<size_t>(i)]);
     std::vector<float> d(128, 0.0f), d2(128, 0.0f);
     std::vector<uint32_t> regs(32 * 8, 0);
     emu::selftest_mma_bf16(d.data(), a.data(), b.data(), c.data(), nullptr);
     emu::selftest_mma_bf16_ldmatrix(d2.data(), regs.data(), a.data(), b.data(), c.data(), nullptr);
-    for (int r = 0; r < 16; ++r)
-      for (int n = 0; n < 8; ++n) {
-        double ref = c[static_cast<size_t>(r * 8 + n)], mag = std::fabs(ref);
-        for (int k = 0; k < 16; ++k) {
-          const double p = double(bf16_bits_value(a[static_cast<size_t>(r * 16 + k)])) *
-                           bf16_bits_value(b[static_cast<size_t>(k * 8 + n)]);
-          ref += p;
-          mag += std::fabs(p);
-        }
-        INFO("row " << r << " col " << n);
-        CHECK(std::fabs(d[static_cast<size_t>(r * 8 + n)] - ref) <= 1e-6 * mag);
-        CHECK(d2[static_cast<size_t>(r * 8 + n)] == d[static_cast<size_t>(r * 8 + n)]);
-      }
+    double want[128], mag[128];
+    ref::mma_bf16_ref(want, mag, a.data(), b.data(), c.data());
+    for (int i = 0; i < 128; ++i) {
+      INFO("row " << i / 8 << " col " << i % 8);
+      CHECK(std::fabs(d[static_cast<size_t>(i)] - want[i]) <= 1e-6 * mag[i]);
+      CHECK(d2[static_cast<size_t>(i)] == d[static_cast<size_t>(i)]);
+    }
     // ldmatrix registers against the fragment formulas: x4 of A = the A fragment,
     // x2.trans of B = the B fragment, x2 of A's left half = its rows g and g+8.
     for (int l = 0; l < 32; ++l) {
@@ -385,28 +339,25 @@ TEST_CASE("emulator: bf16 mma with formula-built fragments matches a host matmul
 }
 
 TEST_CASE("emulator: tf32 mma matches a host matmul of tf32-rounded inputs", "[emu][mma]") {
-  auto a = random_floats(16 * 8, 5), b = random_floats(8 * 8, 6), c = random_floats(16 * 8, 7);
+  auto a = ref::random_floats(16 * 8, 5), b = ref::random_floats(8 * 8, 6), c = ref::random_floats(16 * 8, 7);
   std::vector<float> d(128, 0.0f);
   emu::selftest_mma_tf32(d.data(), a.data(), b.data(), c.data(), nullptr);
+  double want[128], mag[128];
+  ref::mma_tf32_ref(want, mag, a.data(), b.data(), c.data());
   int close_to_fp32 = 0;
   for (int r = 0; r < 16; ++r)
     for (int n = 0; n < 8; ++n) {
-      double ref = c[static_cast<size_t>(r * 8 + n)], ref32 = ref, mag = std::fabs(ref);
-      for (int k = 0; k < 8; ++k) {
-        const double p = double(tf32_value(a[static_cast<size_t>(r * 8 + k)])) * tf32_value(b[static_cast<size_t>(k * 8 + n)]);
-        ref += p;
-        ref32 += double(a[static_cast<size_t>(r * 8 + k)]) * b[static_cast<size_t>(k * 8 + n)];
-        mag += std::fabs(p);
-      }
-      CHECK(std::fabs(d[static_cast<size_t>(r * 8 + n)] - ref) <= 1e-6 * mag);
-      close_to_fp32 += std::fabs(d[static_cast<size_t>(r * 8 + n)] - ref32) <= 1e-6 * mag;
+      double ref32 = c[static_cast<size_t>(r * 8 + n)];
+      for (int k = 0; k < 8; ++k) ref32 += double(a[static_cast<size_t>(r * 8 + k)]) * b[static_cast<size_t>(k * 8 + n)];
+      CHECK(std::fabs(d[static_cast<size_t>(r * 8 + n)] - want[r * 8 + n]) <= 1e-6 * mag[r * 8 + n]);
+      close_to_fp32 += std::fabs(d[static_cast<size_t>(r * 8 + n)] - ref32) <= 1e-6 * mag[r * 8 + n];
     }
   CHECK(close_to_fp32 < 128);  // the inputs really were rounded to tf32
 }
 
 TEST_CASE("emulator: cp.async with zero fill, and a missing wait is visible", "[emu]") {
   const int rows = 37, valid = 30;
-  auto in = random_floats(static_cast<size_t>(rows * 8), 11);
+  auto in = ref::random_floats(static_cast<size_t>(rows * 8), 11);
   std::vector<float> out(static_cast<size_t>(rows * 8), -1.0f);
   emu::selftest_cp_async(out.data(), in.data(), rows, valid, nullptr);
   for (int i = 0; i < rows * 8; ++i) CHECK(out[static_cast<size_t>(i)] == (i < valid * 8 ? in[static_cast<size_t>(i)] : 0.0f));
@@ -422,7 +373,7 @@ TEST_CASE("emulator: dynamic shared memory and launch_nobarrier", "[emu]") {
   for (int t = 0; t < 128; ++t) CHECK(out[static_cast<size_t>(t)] == static_cast<float>(127 - t));
 
   const int n = 1000;
-  auto in = random_floats(n, 3);
+  auto in = ref::random_floats(n, 3);
   std::vector<float> y(n, 0.0f);
   launch_nobarrier(emu::plain_scale, dim3((n + 255) / 256), dim3(256), 0, nullptr, y.data(), in.data(), n);
   for (int i = 0; i < n; ++i) CHECK(y[static_cast<size_t>(i)] == 2.0f * in[static_cast<size_t>(i)]);
@@ -572,7 +523,7 @@ TEST_CASE("emulator: runtime API on host memory", "[emu]") {
 TEST_CASE("emulator: cost of a 64-block x 256-thread kernel with 4 barriers", "[emu]") {
   // Not a timed assertion: prints the cost so regressions are visible in the log.
   const int blocks = 64;
-  auto in = random_floats(static_cast<size_t>(blocks * 256), 9);
+  auto in = ref::random_floats(static_cast<size_t>(blocks * 256), 9);
   std::vector<float> out(blocks, 0.0f);
   const emu::Stats before = emu::stats();
   const auto t0 = std::chrono::steady_clock::now();

@@ -1,0 +1,53 @@
+// engine/embed.h - `simclr embed`: encoder features h for a folder of images.
+//
+//   simclr embed --weights encoder.safetensors|encoder.bin|CHECKPOINT --data PATH
+//                --out features.npy [--labels-out labels.npy] [--batch 256]
+//                [--threads N] [--strict]
+//
+// The weights are a checkpoint or an export (engine/export.h load_encoder);
+// the preprocessing is the one the encoder was trained with (its manifest or
+// checkpoint config): no augmentation, centred crop of eval_crop_fraction,
+// bilinear resize to image_size, x / 255, per-channel (x - mean) / std, BN in
+// eval mode (data/loader.h evaluation batches, engine/eval.h encoder_features).
+//
+// --data PATH (open_embed_data):
+//   a folder with class subfolders        image folder (labels = class indices)
+//   a folder of images                    flat folder (labels -1)
+//   a folder of CIFAR-10/100 .bin batches the train split
+//   an IDX images file (raw or .gz)       labels from the matching
+//                                         *labels-idx1-ubyte[.gz] beside it when
+//                                         the name follows the MNIST convention, else -1
+//   a packed .npy of uint8 images         [N, H, W] or [N, H, W, C] (C = 1 or 3), labels -1
+// Images are converted to the encoder's channel count.
+//
+// Output: features f32 [N, F] .npy in dataset order (row i = image i), and
+// optionally labels i64 [N] .npy; both written atomically. A progress bar on
+// stderr when it is a terminal.
+//
+// Device: the CUDA backend does not cover the ResNet forward yet, so this runs
+// on the CPU (a GPU, when present, is named in a note).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "data/readers.h"
+#include "engine/eval.h"
+#include "engine/export.h"
+
+namespace simclr {
+
+// Opens --data PATH as described above. *labels_from (optional) receives the
+// labels file used for an IDX images file ("" when none).
+std::shared_ptr<Dataset> open_embed_data(const std::string& path, int channels, bool strict,
+                                         std::string* labels_from = nullptr);
+
+// Features h of every image of ds with the loaded encoder (dataset order).
+FeatureSet embed_dataset(LoadedEncoder& enc, std::shared_ptr<const Dataset> ds, int64_t batch,
+                         const ProgressFn& progress = {});
+
+// The embed subcommand; argv[0] = "embed". Returns the exit status; usage
+// errors and failures throw simclr::Error.
+int cmd_embed(int argc, char** argv);
+extern const char* kEmbedUsage;
+
+}  // namespace simclr

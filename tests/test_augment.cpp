@@ -323,7 +323,7 @@ TEST_CASE("grayscale uses the ITU-R BT.601 weights", "[augment]") {
   CHECK(back.pixels == std::vector<uint8_t>{76, 76, 76, 18, 18, 18});
 }
 
-TEST_CASE("blur: an impulse gives the normalised Gaussian; reflect padding at the edges", "[augment]") {
+TEST_CASE("blur: an impulse gives the normalised Gaussian, reflect padding at the edges", "[augment]") {
   const int H = 11, W = 13, k = 5;
   const float sigma = 1.1f;
   std::vector<float> img(H * W, 0.f), tmp(H * W);

@@ -408,7 +408,7 @@ TEST_CASE("data paths are checked before any work, naming the path", "[data][con
   CHECK_THROWS_WITH(check_data_paths(c, "test"), Catch::Contains("no test split"));
 }
 
-TEST_CASE("open_dataset_path guesses the format; subset keeps the first images", "[data][readers]") {
+TEST_CASE("open_dataset_path guesses the format, subset keeps the first images", "[data][readers]") {
   std::string root = test::scratch_dir("readers_guess");
   fs::create_directories(root + "/classes/a");
   write_png(root + "/classes/a/1.png", make_image(3, 3, 3, 1));

@@ -68,7 +68,7 @@ std::vector<Batch> take(Loader& l, int k) {
 
 }  // namespace
 
-TEST_CASE("loader: training batch layout is [view 1 of 0..N-1 ; view 2 of 0..N-1], normalised", "[data][loader]") {
+TEST_CASE("loader: training batch layout is view 1 of images 0..N-1 then view 2 of the same images, normalised", "[data][loader]") {
   auto ds = std::make_shared<SyntheticDataset>(20, 3);
   DataConfig cfg = small_config(3);
   LoaderOptions o = train_loader_options(cfg, 6, 77);
@@ -158,7 +158,7 @@ TEST_CASE("loader: identical batches for 0, 1, 2 and 4 workers", "[data][loader]
   CHECK_FALSE(same_tensor(b[0].views, b[6].views));
 }
 
-TEST_CASE("loader: shuffle follows the seed; drop_last off keeps the short batch", "[data][loader]") {
+TEST_CASE("loader: shuffle follows the seed, drop_last off keeps the short batch", "[data][loader]") {
   auto ds = std::make_shared<SyntheticDataset>(50, 1);
   DataConfig cfg = small_config(1);
   LoaderOptions o = train_loader_options(cfg, 8, 5);
@@ -229,7 +229,7 @@ TEST_CASE("loader: evaluation is one pass in dataset order, one un-augmented vie
   CHECK_THROWS_WITH(l.next(), Catch::Contains("no more batches"));
 }
 
-TEST_CASE("loader: worker exceptions reach the consumer as simclr::Error; shutdown is clean", "[data][loader]") {
+TEST_CASE("loader: worker exceptions reach the consumer as simclr::Error, shutdown is clean", "[data][loader]") {
   DataConfig cfg = small_config(3);
   for (bool std_error : {false, true}) {
     auto ds = std::make_shared<SyntheticDataset>(40, 3, std::set<int64_t>{17}, std_error);

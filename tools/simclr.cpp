@@ -1,21 +1,367 @@
-// tools/simclr.cpp - the simclr command (placeholder main until the
-// end-to-end issue lands its subcommands).
+// tools/simclr.cpp - the simclr command: one flat main over the library.
+//   simclr train run.json [--set key.path=value ...] [--resume]
+//   simclr eval <checkpoint | run.json> [--random-init] [--knn] [--no-linear] [--set ...]   (alias linear-eval)
+//   simclr quickstart [--epochs N] [--run-dir DIR] [--set ...]
+//   simclr preview run.json --out grid.png [...]                (data/preview.h)
+//   simclr version
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include "data/preview.h"
 #include "engine/check.h"
+#include "engine/checkpoint.h"
 #include "engine/device.h"
+#include "engine/eval.h"
+#include "engine/fileio.h"
+#include "engine/profile.h"
+#include "engine/run_config.h"
+#include "engine/trainer.h"
+
+using namespace simclr;
+namespace fs = std::filesystem;
+
+static const char* kUsage =
+    "usage: simclr <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train RUN.json [--set key.path=value ...] [--resume]\n"
+    "      Pretrain an encoder with SimCLR as the config says (docs/config.md lists\n"
+    "      every key). The run directory (train.run_dir) receives config.json,\n"
+    "      metrics.jsonl and checkpoints. With eval.linear_at_end (default true) a\n"
+    "      linear probe of the encoder follows.\n"
+    "      --set key.path=value   override one config key (repeatable), e.g.\n"
+    "                             --set train.epochs=10 --set optimizer.lr=0.5\n"
+    "      --resume               continue from the newest good checkpoint in the\n"
+    "                             run directory (same loss trajectory on the CPU)\n"
+    "\n"
+    "  eval CHECKPOINT [options]      (alias: linear-eval)\n"
+    "      Linear probe of the checkpoint's encoder on frozen features of the\n"
+    "      labelled train split, scored on the test split (top-1, top-5); results\n"
+    "      printed and appended to metrics.jsonl next to the checkpoint. A run\n"
+    "      directory picks its newest good checkpoint.\n"
+    "      --random-init          evaluate the same architecture at random init\n"
+    "                             (CHECKPOINT may then be a RUN.json config)\n"
+    "      --knn                  also the kNN monitor (k = eval.knn_k, T = eval.knn_temperature)\n"
+    "      --no-linear            skip the linear probe (with --knn)\n"
+    "      --raw-pixels           also a linear probe on raw pixels\n"
+    "      --set key.path=value   override a config key (e.g. data.path, eval.l2_grid)\n"
+    "\n"
+    "  quickstart [options]\n"
+    "      The README's main job: SimCLR pretraining on Fashion-MNIST with an embedded\n"
+    "      config (ResNet-18, CIFAR stem, width 0.25, batch 256, LARS, tau 0.5; see\n"
+    "      docs/results.md), then linear-probe test accuracy of the pretrained encoder\n"
+    "      next to a random-init encoder and raw pixels, and the wall time.\n"
+    "      --epochs N             pretraining epochs (default: the embedded config's)\n"
+    "      --run-dir DIR          default runs/quickstart (a previous run there is\n"
+    "                             moved to DIR.prev)\n"
+    "      --set key.path=value   override any key of the embedded config\n"
+    "\n"
+    "  preview RUN.json --out grid.png [--n 8] [--seed 0] [--split train|test] [--set ...]\n"
+    "      A PNG grid of images and their two augmented views (docs/data.md).\n"
+    "\n"
+    "  version                    engine version, commit, BLAS and CUDA status\n"
+    "\n"
+    "Exit status: 0 on success, 1 on any error (the message names the problem).\n";
+
+static double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+static std::string fmt_time(double s) {
+  char buf[32];
+  long t = std::lround(s);
+  std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  return buf;
+}
+
+static void print_profile() {
+  std::vector<ProfileEntry> v = profile_snapshot();
+  double total = 0;
+  for (const ProfileEntry& e : v)
+    if (e.name != "backward (total)") total += e.seconds;
+  std::printf("time by op (forward ops by name, backward ops as <op>.backward):\n");
+  for (const ProfileEntry& e : v)
+    std::printf("  %-24s %9.2f s  %5.1f%%  %8lld calls\n", e.name.c_str(), e.seconds,
+                e.name == "backward (total)" ? 0.0 : 100.0 * e.seconds / std::max(total, 1e-9),
+                static_cast<long long>(e.calls));
+}
+
+static void print_probe(const ProbeReport& r) {
+  std::printf("%s: %lld train / %lld test images, %lld features (%.1f s)\n", r.what.c_str(),
+              static_cast<long long>(r.train_images), static_cast<long long>(r.test_images),
+              static_cast<long long>(r.dim), r.feature_seconds);
+  if (r.linear.seconds > 0)
+    std::printf("  linear probe: top-1 %.2f%%  top-5 %.2f%%  (train top-1 %.2f%%, L2 %g, %.1f s)\n",
+                100 * r.linear.top1, 100 * r.linear.top5, 100 * r.linear.train_top1, r.linear.l2, r.linear.seconds);
+  if (r.has_knn)
+    std::printf("  kNN monitor:  top-1 %.2f%%  top-5 %.2f%%  (%.1f s)\n", 100 * r.knn.top1, 100 * r.knn.top5,
+                r.knn.seconds);
+}
 
 int main(int argc, char** argv) {
   try {
-    if (argc > 1 && std::string(argv[1]) == "preview") return simclr::cmd_preview(argc - 1, argv + 1);
-    std::printf("simclr %s (commit %s)\nBLAS: %s\n", SIMCLR_VERSION, SIMCLR_GIT_COMMIT, simclr::blas_info().c_str());
-    std::printf("CUDA: %s\n", simclr::cuda_available() ? "available" : simclr::cuda_unavailable_reason().c_str());
-    std::printf("The training job is not built yet: build finished.\n");
-  } catch (const simclr::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    const std::string cmd = argc > 1 ? argv[1] : "";
+    if (cmd.empty() || cmd == "help" || cmd == "--help" || cmd == "-h") {
+      std::printf("%s", kUsage);
+      return cmd.empty() ? 1 : 0;
+    }
+    if (cmd == "preview") return cmd_preview(argc - 1, argv + 1);
+    if (cmd == "version" || cmd == "--version") {
+      std::printf("simclr %s (commit %s)\nBLAS: %s\n", SIMCLR_VERSION, SIMCLR_GIT_COMMIT, blas_info().c_str());
+      std::printf("CUDA: %s\n", cuda_available() ? "available" : cuda_unavailable_reason().c_str());
+      return 0;
+    }
+    SIMCLR_CHECK(cmd == "train" || cmd == "eval" || cmd == "linear-eval" || cmd == "quickstart",
+                 "unknown command '", cmd, "'\n", kUsage);
+
+    // ---- flags
+    std::vector<std::string> positional, overrides;
+    bool resume = false, random_init = false, knn = false, no_linear = false, raw_pixels = false;
+    int64_t epochs = 0;
+    std::string run_dir;
+    for (int i = 2; i < argc; i++) {
+      std::string a = argv[i];
+      auto value = [&]() -> std::string {
+        SIMCLR_CHECK(i + 1 < argc, cmd, ": ", a, " needs a value");
+        return argv[++i];
+      };
+      if (a == "--help" || a == "-h") {
+        std::printf("%s", kUsage);
+        return 0;
+      } else if (a == "--set") {
+        overrides.push_back(value());
+      } else if (a.rfind("--set=", 0) == 0) {
+        overrides.push_back(a.substr(6));
+      } else if (a == "--resume" && cmd == "train") {
+        resume = true;
+      } else if (a == "--random-init" && cmd != "train" && cmd != "quickstart") {
+        random_init = true;
+      } else if (a == "--knn" && cmd != "train" && cmd != "quickstart") {
+        knn = true;
+      } else if (a == "--no-linear" && cmd != "train" && cmd != "quickstart") {
+        no_linear = true;
+      } else if (a == "--raw-pixels" && cmd != "train" && cmd != "quickstart") {
+        raw_pixels = true;
+      } else if (a == "--epochs" && cmd == "quickstart") {
+        std::string v = value();
+        char* end = nullptr;
+        epochs = std::strtoll(v.c_str(), &end, 10);
+        SIMCLR_CHECK(end && *end == 0 && epochs >= 1, "quickstart: --epochs expects a positive integer, got '", v, "'");
+      } else if (a == "--run-dir" && cmd == "quickstart") {
+        run_dir = value();
+      } else if (!a.empty() && a[0] == '-') {
+        fail(cmd, ": unknown option '", a, "' (see simclr --help)");
+      } else {
+        positional.push_back(a);
+      }
+    }
+    const bool tty = isatty(fileno(stdout));
+
+    // ---- simclr train
+    if (cmd == "train") {
+      SIMCLR_CHECK(positional.size() == 1, "train: expected one config file, got ", positional.size(),
+                   " arguments (usage: simclr train RUN.json [--set key=value ...] [--resume])");
+      RunConfig cfg = load_run_config(positional[0], overrides);
+      TrainOptions opt;
+      opt.resume = resume;
+      opt.tty = tty;
+      TrainResult r = train(cfg, opt);
+      std::printf("trained steps %lld..%lld of %lld in %s (%.0f views/s); checkpoint %s\n",
+                  static_cast<long long>(r.start_step), static_cast<long long>(r.end_step),
+                  static_cast<long long>(r.total_steps), fmt_time(r.seconds).c_str(), r.views_per_second,
+                  r.last_checkpoint.c_str());
+      if (cfg.train.profile) print_profile();
+      if (r.finished && (cfg.eval.linear_at_end || cfg.eval.random_init || cfg.eval.raw_pixels)) {
+        Checkpoint ck = load_checkpoint(r.last_checkpoint);
+        SimclrModel m(cfg.model, nullptr);
+        load_model_tensors(ck, m.store, /*skip_head=*/true);
+        if (cfg.eval.linear_at_end) {
+          ProbeReport p = probe_encoder(*m.encoder, cfg, true, false, "encoder");
+          print_probe(p);
+          json line = p.to_json();
+          line["eval"] = "linear";
+          line["step"] = r.end_step;
+          line["checkpoint"] = r.last_checkpoint;
+          append_metrics(cfg.train.run_dir, line);
+        }
+        if (cfg.eval.random_init) {
+          SimclrModel rnd(cfg.model, nullptr);
+          rnd.init(cfg.train.seed);
+          ProbeReport p = probe_encoder(*rnd.encoder, cfg, true, false, "random-init encoder");
+          print_probe(p);
+          json line = p.to_json();
+          line["eval"] = "linear";
+          append_metrics(cfg.train.run_dir, line);
+        }
+        if (cfg.eval.raw_pixels) {
+          ProbeReport p = probe_pixels(cfg);
+          print_probe(p);
+          json line = p.to_json();
+          line["eval"] = "linear";
+          append_metrics(cfg.train.run_dir, line);
+        }
+      }
+      return 0;
+    }
+
+    // ---- simclr eval / linear-eval
+    if (cmd == "eval" || cmd == "linear-eval") {
+      SIMCLR_CHECK(positional.size() == 1, cmd, ": expected one checkpoint (or run directory), got ",
+                   positional.size(), " arguments");
+      SIMCLR_CHECK(!(no_linear && !knn), cmd, ": --no-linear leaves nothing to do without --knn");
+      std::string src = positional[0];
+      json root;
+      Checkpoint ck;
+      std::string ck_path;
+      const bool is_json = fs::path(src).extension() == ".json";
+      if (is_json) {
+        SIMCLR_CHECK(random_init, cmd, ": a config file ('", src, "') is only accepted with --random-init");
+        root = read_json_file(src);
+      } else {
+        if (fs::is_directory(src)) {
+          std::vector<std::string> skipped;
+          ck_path = latest_good_checkpoint(src, &skipped, &ck);
+          for (const std::string& s : skipped) std::fprintf(stderr, "warning: skipping a bad checkpoint: %s\n", s.c_str());
+          SIMCLR_CHECK(!ck_path.empty(), cmd, ": no good checkpoint in '", src, "'");
+        } else {
+          ck_path = src;
+          ck = load_checkpoint(src);
+        }
+        SIMCLR_CHECK(ck.meta.contains("config"), "checkpoint '", ck_path, "' holds no config");
+        root = ck.meta["config"];
+      }
+      for (const std::string& o : overrides) apply_override(root, o);
+      RunConfig cfg = parse_run_config(root);
+      check_data_paths(cfg.data, "train");
+      check_data_paths(cfg.data, "test");
+      set_compute_threads(cfg.train.threads);
+      SimclrModel m(cfg.model, nullptr);
+      std::string what = "encoder";
+      if (random_init) {
+        m.init(cfg.train.seed);
+        what = "random-init encoder";
+      } else {
+        load_model_tensors(ck, m.store, /*skip_head=*/true);
+      }
+      std::printf("simclr %s: %s %s width %g (%s stem)%s%s\n", cmd.c_str(), what.c_str(),
+                  m.encoder->arch_name().c_str(), cfg.model.width, cfg.model.stem.c_str(),
+                  ck_path.empty() ? "" : ", checkpoint ", ck_path.c_str());
+      ProgressFn progress;
+      if (tty)
+        progress = [](int64_t d, int64_t t) {
+          std::printf("\r\x1b[Kfeatures %lld/%lld", static_cast<long long>(d), static_cast<long long>(t));
+          if (d == t) std::printf("\r\x1b[K");
+          std::fflush(stdout);
+        };
+      ProbeReport p = probe_encoder(*m.encoder, cfg, !no_linear, knn, what, progress);
+      print_probe(p);
+      json line = p.to_json();
+      line["eval"] = knn && no_linear ? "knn" : "linear";
+      if (!ck_path.empty()) {
+        line["checkpoint"] = ck_path;
+        line["step"] = ck.meta["state"].value("step", 0);
+      }
+      std::vector<json> lines = {line};
+      if (raw_pixels) {
+        ProbeReport px = probe_pixels(cfg);
+        print_probe(px);
+        json l2 = px.to_json();
+        l2["eval"] = "linear";
+        lines.push_back(l2);
+      }
+      if (!ck_path.empty())
+        for (const json& l : lines) append_metrics(fs::path(ck_path).parent_path().string(), l);
+      return 0;
+    }
+
+    // ---- simclr quickstart
+    SIMCLR_CHECK(positional.empty(), "quickstart: unexpected argument '", positional.empty() ? "" : positional[0], "'");
+    const double t_all = now_s();
+    json root = quickstart_config();
+    if (epochs > 0) root["train"]["epochs"] = epochs;
+    if (!run_dir.empty()) root["train"]["run_dir"] = run_dir;
+    for (const std::string& o : overrides) apply_override(root, o);
+    RunConfig cfg = parse_run_config(root);
+    check_run_paths(cfg);
+    std::printf("simclr quickstart: SimCLR on Fashion-MNIST, then linear evaluation against two baselines\n");
+    std::printf("machine: %d CPU cores; BLAS: %s; CUDA: %s\n", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)),
+                blas_info().c_str(), cuda_available() ? "available" : cuda_unavailable_reason().c_str());
+    if (fs::exists(cfg.train.run_dir) && !fs::is_empty(cfg.train.run_dir)) {
+      const std::string prev = cfg.train.run_dir + ".prev";
+      fs::remove_all(prev);
+      fs::rename(cfg.train.run_dir, prev);
+      std::printf("note: moved the previous run in %s to %s\n", cfg.train.run_dir.c_str(), prev.c_str());
+    }
+    TrainOptions opt;
+    opt.tty = tty;
+    TrainResult tr = train(cfg, opt);
+    SIMCLR_CHECK(tr.finished, "quickstart: training did not finish");
+    if (cfg.train.profile) print_profile();
+
+    ProgressFn progress;
+    if (tty)
+      progress = [](int64_t d, int64_t t) {
+        std::printf("\r\x1b[Kfeatures %lld/%lld", static_cast<long long>(d), static_cast<long long>(t));
+        if (d == t) std::printf("\r\x1b[K");
+        std::fflush(stdout);
+      };
+    const double t_eval = now_s();
+    Checkpoint ck = load_checkpoint(tr.last_checkpoint);
+    SimclrModel pre(cfg.model, nullptr);
+    load_model_tensors(ck, pre.store, /*skip_head=*/true);
+    ProbeReport p_pre = probe_encoder(*pre.encoder, cfg, true, false, "SimCLR encoder", progress);
+    print_probe(p_pre);
+    SimclrModel rnd(cfg.model, nullptr);
+    rnd.init(cfg.train.seed);
+    ProbeReport p_rnd = probe_encoder(*rnd.encoder, cfg, true, false, "random-init encoder", progress);
+    print_probe(p_rnd);
+    ProbeReport p_px = probe_pixels(cfg);
+    print_probe(p_px);
+    const double eval_s = now_s() - t_eval, all_s = now_s() - t_all;
+
+    json results = {{"pretrain_seconds", tr.seconds},
+                    {"views_per_second", tr.views_per_second},
+                    {"eval_seconds", eval_s},
+                    {"total_seconds", all_s},
+                    {"epochs", cfg.train.epochs},
+                    {"encoder", p_pre.to_json()},
+                    {"random_init", p_rnd.to_json()},
+                    {"raw_pixels", p_px.to_json()},
+                    {"commit", SIMCLR_GIT_COMMIT},
+                    {"cores", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))}};
+    write_file_atomic((fs::path(cfg.train.run_dir) / "results.json").string(), results.dump(2) + "\n");
+    for (const ProbeReport* p : {&p_pre, &p_rnd, &p_px}) {
+      json l = p->to_json();
+      l["eval"] = "linear";
+      append_metrics(cfg.train.run_dir, l);
+    }
+    std::printf("\n");
+    std::printf("quickstart results: Fashion-MNIST, %s width %g (%s stem), %lld epochs, batch %lld\n",
+                pre.encoder->arch_name().c_str(), cfg.model.width, cfg.model.stem.c_str(),
+                static_cast<long long>(cfg.train.epochs), static_cast<long long>(cfg.train.batch));
+    std::printf("  linear probe, test top-1 (top-5):\n");
+    std::printf("    SimCLR encoder        %6.2f%%  (%.2f%%)\n", 100 * p_pre.linear.top1, 100 * p_pre.linear.top5);
+    std::printf("    random-init encoder   %6.2f%%  (%.2f%%)\n", 100 * p_rnd.linear.top1, 100 * p_rnd.linear.top5);
+    std::printf("    raw pixels            %6.2f%%  (%.2f%%)\n", 100 * p_px.linear.top1, 100 * p_px.linear.top5);
+    std::printf("  pretraining wall time   %s  (%.0f views/s)\n", fmt_time(tr.seconds).c_str(), tr.views_per_second);
+    std::printf("  evaluation wall time    %s\n", fmt_time(eval_s).c_str());
+    std::printf("  total wall time         %s\n", fmt_time(all_s).c_str());
+    std::printf("  run directory           %s (results.json, metrics.jsonl, checkpoints)\n",
+                cfg.train.run_dir.c_str());
+    return 0;
+  } catch (const Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\nerror: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\nerror: %s\n", e.what());
     return 1;
   }
-  return 0;
 }

@@ -1,0 +1,421 @@
+// engine/eval.cpp - features, linear probe (L-BFGS softmax regression) and
+// kNN monitor (see eval.h).
+#include "engine/eval.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "data/loader.h"
+#include "engine/autograd.h"
+#include "engine/blas.h"
+#include "models/init.h"
+
+namespace simclr {
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+template <class F>
+FeatureSet collect(std::shared_ptr<const Dataset> ds, const DataConfig& dc, int64_t batch, int64_t dim, F&& per_batch,
+                   const ProgressFn& progress) {
+  FeatureSet fs;
+  const int64_t n = ds->size();
+  fs.x = Tensor::empty({n, dim}, DType::f32);
+  fs.y = Tensor::empty({n}, DType::i64);
+  fs.num_classes = ds->num_classes();
+  Loader loader(ds, dc, eval_loader_options(dc, batch));
+  int64_t row = 0;
+  while (!loader.done()) {
+    Batch b = loader.next();
+    const int64_t m = b.size();
+    Tensor f = per_batch(b.views);  // f32 [m, dim]
+    SIMCLR_ASSERT(f.size(0) == m && f.size(1) == dim && row + m <= n);
+    std::memcpy(fs.x.data<float>() + row * dim, f.data<float>(), static_cast<size_t>(m * dim) * sizeof(float));
+    std::memcpy(fs.y.data<int64_t>() + row, b.labels.data<int64_t>(), static_cast<size_t>(m) * sizeof(int64_t));
+    row += m;
+    if (progress) progress(row, n);
+  }
+  SIMCLR_ASSERT(row == n);
+  return fs;
+}
+}  // namespace
+
+FeatureSet encoder_features(ResNet& encoder, std::shared_ptr<const Dataset> ds, const DataConfig& dc, int64_t batch,
+                            const ProgressFn& progress) {
+  NoGrad ng;
+  return collect(
+      ds, dc, batch, encoder.feature_dim(),
+      [&](const Tensor& views) { return encoder.forward(views, /*training=*/false); }, progress);
+}
+
+FeatureSet pixel_features(std::shared_ptr<const Dataset> ds, const DataConfig& dc, int64_t batch) {
+  const int64_t dim = static_cast<int64_t>(dc.image_size) * dc.image_size * dc.channels;
+  return collect(
+      ds, dc, batch, dim, [&](const Tensor& views) { return views.view({views.size(0), dim}); }, {});
+}
+
+// ---------------------------------------------------------------- softmax regression
+
+double softmax_regression_objective(const float* x, const int64_t* y, int64_t n, int64_t D, int K,
+                                    const std::vector<double>& params, double l2, std::vector<double>* grad) {
+  std::vector<float> W(static_cast<size_t>(K * D));
+  for (size_t i = 0; i < W.size(); i++) W[i] = static_cast<float>(params[i]);
+  const double* b = params.data() + K * D;
+  std::vector<float> P(static_cast<size_t>(n * K));
+  // logits[n,K] = x[n,D] W[K,D]^T
+  gemm<float>(false, true, n, K, D, 1.0f, x, D, W.data(), D, 0.0f, P.data(), K);
+  double loss = 0;
+#pragma omp parallel for reduction(+ : loss) schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float* p = P.data() + i * K;
+    double mx = -1e300;
+    for (int k = 0; k < K; k++) mx = std::max(mx, static_cast<double>(p[k]) + b[k]);
+    double s = 0;
+    for (int k = 0; k < K; k++) s += std::exp(static_cast<double>(p[k]) + b[k] - mx);
+    const double lse = mx + std::log(s);
+    loss += lse - (static_cast<double>(p[y[i]]) + b[y[i]]);
+    // p becomes (softmax - onehot) / n: the gradient of the mean loss w.r.t. the logits
+    for (int k = 0; k < K; k++)
+      p[k] = static_cast<float>((std::exp(static_cast<double>(p[k]) + b[k] - lse) - (k == y[i] ? 1.0 : 0.0)) /
+                                static_cast<double>(n));
+  }
+  loss /= static_cast<double>(n);
+  double reg = 0;
+  for (int64_t i = 0; i < K * D; i++) reg += params[i] * params[i];
+  loss += 0.5 * l2 * reg;
+  if (grad) {
+    grad->assign(params.size(), 0.0);
+    std::vector<float> gW(static_cast<size_t>(K * D));
+    // gW[K,D] = P[n,K]^T x[n,D]
+    gemm<float>(true, false, K, D, n, 1.0f, P.data(), K, x, D, 0.0f, gW.data(), D);
+    for (int64_t i = 0; i < K * D; i++) (*grad)[i] = gW[i] + l2 * params[i];
+    for (int64_t i = 0; i < n; i++)
+      for (int k = 0; k < K; k++) (*grad)[K * D + k] += P[i * K + k];
+  }
+  return loss;
+}
+
+int lbfgs_minimize(const std::function<double(const std::vector<double>&, std::vector<double>*)>& f,
+                   std::vector<double>& x, int max_iter, double grad_tol) {
+  const int m = 10;
+  const size_t n = x.size();
+  std::vector<std::vector<double>> S, Y;
+  std::vector<double> rho;
+  std::vector<double> g(n), gn(n), d(n), xn(n), q(n), alpha(m);
+  double fx = f(x, &g);
+  auto dot = [](const std::vector<double>& a, const std::vector<double>& b) {
+    double s = 0;
+    for (size_t i = 0; i < a.size(); i++) s += a[i] * b[i];
+    return s;
+  };
+  auto inf_norm = [](const std::vector<double>& a) {
+    double s = 0;
+    for (double v : a) s = std::max(s, std::abs(v));
+    return s;
+  };
+  int it = 0;
+  for (; it < max_iter; it++) {
+    if (inf_norm(g) < grad_tol) break;
+    // two-loop recursion: d = -H g
+    q = g;
+    const int k = static_cast<int>(S.size());
+    for (int i = k - 1; i >= 0; i--) {
+      alpha[i] = rho[i] * dot(S[i], q);
+      for (size_t j = 0; j < n; j++) q[j] -= alpha[i] * Y[i][j];
+    }
+    double gamma = k > 0 ? dot(S[k - 1], Y[k - 1]) / dot(Y[k - 1], Y[k - 1]) : 1.0 / std::sqrt(dot(g, g));
+    for (size_t j = 0; j < n; j++) q[j] *= gamma;
+    for (int i = 0; i < k; i++) {
+      double beta = rho[i] * dot(Y[i], q);
+      for (size_t j = 0; j < n; j++) q[j] += S[i][j] * (alpha[i] - beta);
+    }
+    for (size_t j = 0; j < n; j++) d[j] = -q[j];
+    double gd = dot(g, d);
+    if (gd >= 0) {  // not a descent direction: restart from steepest descent
+      S.clear(), Y.clear(), rho.clear();
+      for (size_t j = 0; j < n; j++) d[j] = -g[j] / std::sqrt(dot(g, g));
+      gd = dot(g, d);
+    }
+    // backtracking Armijo line search from t = 1
+    double t = 1.0, fn = 0;
+    bool ok = false;
+    for (int ls = 0; ls < 30; ls++) {
+      for (size_t j = 0; j < n; j++) xn[j] = x[j] + t * d[j];
+      fn = f(xn, &gn);
+      if (std::isfinite(fn) && fn <= fx + 1e-4 * t * gd) {
+        ok = true;
+        break;
+      }
+      t *= 0.5;
+    }
+    if (!ok) break;
+    std::vector<double> s(n), y(n);
+    for (size_t j = 0; j < n; j++) s[j] = xn[j] - x[j], y[j] = gn[j] - g[j];
+    const double sy = dot(s, y);
+    if (sy > 1e-12) {
+      if (static_cast<int>(S.size()) == m) S.erase(S.begin()), Y.erase(Y.begin()), rho.erase(rho.begin());
+      S.push_back(s), Y.push_back(y), rho.push_back(1.0 / sy);
+    }
+    const double df = fx - fn;
+    x.swap(xn);
+    g.swap(gn);
+    fx = fn;
+    if (df <= 1e-10 * std::max(1.0, std::abs(fx))) {
+      it++;
+      break;
+    }
+  }
+  return it;
+}
+
+namespace {
+struct Standardised {
+  std::vector<float> x;
+  int64_t n = 0, d = 0;
+};
+
+// top-1 / top-5 of argmax(W x + b) against y
+void score(const float* x, const int64_t* y, int64_t n, int64_t D, int K, const std::vector<double>& params,
+           double* top1, double* top5) {
+  std::vector<float> W(static_cast<size_t>(K * D));
+  for (size_t i = 0; i < W.size(); i++) W[i] = static_cast<float>(params[i]);
+  std::vector<float> L(static_cast<size_t>(n * K));
+  gemm<float>(false, true, n, K, D, 1.0f, x, D, W.data(), D, 0.0f, L.data(), K);
+  int64_t c1 = 0, c5 = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const float* l = L.data() + i * K;
+    const double mine = l[y[i]] + params[K * D + y[i]];
+    int above = 0;
+    for (int k = 0; k < K; k++) {
+      const double v = l[k] + params[K * D + k];
+      if (v > mine || (v == mine && k < y[i])) above++;
+    }
+    c1 += above == 0;
+    c5 += above < 5;
+  }
+  *top1 = static_cast<double>(c1) / static_cast<double>(n);
+  *top5 = static_cast<double>(c5) / static_cast<double>(n);
+}
+}  // namespace
+
+json LinearProbeResult::to_json() const {
+  json g = json::array();
+  for (auto& p : val_top1) g.push_back({{"l2", p.first}, {"val_top1", p.second}});
+  return {{"top1", top1}, {"top5", top5},         {"train_top1", train_top1}, {"l2", l2},
+          {"grid", g},    {"iterations", iterations}, {"seconds", seconds}};
+}
+
+LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, const LinearProbeConfig& cfg) {
+  const double t0 = now_s();
+  SIMCLR_CHECK(train.n() >= 2 && test.n() >= 1, "linear probe: needs a labelled train and test split");
+  SIMCLR_CHECK(train.d() == test.d(), "linear probe: train/test feature sizes differ");
+  const int64_t n = train.n(), D = train.d();
+  int K = std::max(train.num_classes, test.num_classes);
+  const int64_t* ytr = train.y.data<int64_t>();
+  const int64_t* yte = test.y.data<int64_t>();
+  for (int64_t i = 0; i < n; i++) {
+    SIMCLR_CHECK(ytr[i] >= 0, "linear probe: the train split has unlabelled images");
+    K = std::max<int>(K, static_cast<int>(ytr[i]) + 1);
+  }
+  for (int64_t i = 0; i < test.n(); i++) {
+    SIMCLR_CHECK(yte[i] >= 0, "linear probe: the test split has unlabelled images");
+    K = std::max<int>(K, static_cast<int>(yte[i]) + 1);
+  }
+  // standardise with train statistics
+  std::vector<double> mu(static_cast<size_t>(D), 0.0), sd(static_cast<size_t>(D), 0.0);
+  const float* xt = train.x.data<float>();
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < D; j++) mu[j] += xt[i * D + j];
+  for (int64_t j = 0; j < D; j++) mu[j] /= static_cast<double>(n);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < D; j++) {
+      double v = xt[i * D + j] - mu[j];
+      sd[j] += v * v;
+    }
+  for (int64_t j = 0; j < D; j++) {
+    sd[j] = std::sqrt(sd[j] / static_cast<double>(n));
+    if (sd[j] < 1e-8) sd[j] = 1.0;
+  }
+  auto standardise = [&](const FeatureSet& fs) {
+    std::vector<float> out(static_cast<size_t>(fs.n() * D));
+    const float* p = fs.x.data<float>();
+    for (int64_t i = 0; i < fs.n(); i++)
+      for (int64_t j = 0; j < D; j++) out[i * D + j] = static_cast<float>((p[i * D + j] - mu[j]) / sd[j]);
+    return out;
+  };
+  std::vector<float> Xtr = standardise(train), Xte = standardise(test);
+
+  // held-out split (seeded permutation)
+  std::vector<int64_t> perm(static_cast<size_t>(n));
+  std::iota(perm.begin(), perm.end(), 0);
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = static_cast<int64_t>(uniform01(cfg.seed, 0x50524f4245ull, static_cast<uint64_t>(i)) * (i + 1));
+    std::swap(perm[i], perm[std::min(j, i)]);
+  }
+  const int64_t nval = std::max<int64_t>(1, std::llround(cfg.val_fraction * static_cast<double>(n)));
+  const int64_t nfit = n - nval;
+  SIMCLR_CHECK(nfit >= 1, "linear probe: too few training images for a held-out split");
+  std::vector<float> Xfit(static_cast<size_t>(nfit * D)), Xval(static_cast<size_t>(nval * D));
+  std::vector<int64_t> yfit(static_cast<size_t>(nfit)), yval(static_cast<size_t>(nval));
+  for (int64_t i = 0; i < n; i++) {
+    const int64_t src = perm[i];
+    float* dst = i < nfit ? &Xfit[i * D] : &Xval[(i - nfit) * D];
+    std::memcpy(dst, &Xtr[src * D], static_cast<size_t>(D) * sizeof(float));
+    (i < nfit ? yfit[i] : yval[i - nfit]) = ytr[src];
+  }
+
+  LinearProbeResult res;
+  std::vector<double> grid = cfg.l2_grid;
+  std::sort(grid.rbegin(), grid.rend());
+  std::vector<double> params(static_cast<size_t>(K * D + K), 0.0), best_params;
+  double best_acc = -1;
+  for (double l2 : grid) {
+    auto obj = [&](const std::vector<double>& p, std::vector<double>* g) {
+      return softmax_regression_objective(Xfit.data(), yfit.data(), nfit, D, K, p, l2, g);
+    };
+    lbfgs_minimize(obj, params, cfg.max_iter);
+    double a1, a5;
+    score(Xval.data(), yval.data(), nval, D, K, params, &a1, &a5);
+    res.val_top1.emplace_back(l2, a1);
+    if (a1 > best_acc) best_acc = a1, res.l2 = l2, best_params = params;
+  }
+  // refit on the whole training split from the chosen solution
+  params = best_params;
+  auto obj = [&](const std::vector<double>& p, std::vector<double>* g) {
+    return softmax_regression_objective(Xtr.data(), ytr, n, D, K, p, res.l2, g);
+  };
+  res.iterations = lbfgs_minimize(obj, params, cfg.max_iter);
+  double tr5;
+  score(Xtr.data(), ytr, n, D, K, params, &res.train_top1, &tr5);
+  score(Xte.data(), yte, test.n(), D, K, params, &res.top1, &res.top5);
+  res.seconds = now_s() - t0;
+  return res;
+}
+
+// ---------------------------------------------------------------- kNN
+
+KnnResult knn_eval(const FeatureSet& train, const FeatureSet& test, int k, double temperature) {
+  const double t0 = now_s();
+  SIMCLR_CHECK(train.d() == test.d(), "kNN: train/test feature sizes differ");
+  const int64_t n = train.n(), m = test.n(), D = train.d();
+  k = static_cast<int>(std::min<int64_t>(k, n));
+  int K = std::max(train.num_classes, test.num_classes);
+  const int64_t* ytr = train.y.data<int64_t>();
+  const int64_t* yte = test.y.data<int64_t>();
+  for (int64_t i = 0; i < n; i++) K = std::max<int>(K, static_cast<int>(ytr[i]) + 1);
+  auto normalised = [D](const FeatureSet& fs) {
+    std::vector<float> out(static_cast<size_t>(fs.n() * D));
+    const float* p = fs.x.data<float>();
+    for (int64_t i = 0; i < fs.n(); i++) {
+      double s = 0;
+      for (int64_t j = 0; j < D; j++) s += static_cast<double>(p[i * D + j]) * p[i * D + j];
+      const double inv = 1.0 / std::max(std::sqrt(s), 1e-12);
+      for (int64_t j = 0; j < D; j++) out[i * D + j] = static_cast<float>(p[i * D + j] * inv);
+    }
+    return out;
+  };
+  std::vector<float> A = normalised(train), B = normalised(test);
+  const int64_t chunk = 256;
+  std::vector<float> S(static_cast<size_t>(chunk * n));
+  int64_t c1 = 0, c5 = 0;
+  for (int64_t r0 = 0; r0 < m; r0 += chunk) {
+    const int64_t rows = std::min(chunk, m - r0);
+    // S[rows, n] = B[r0:r0+rows] A^T
+    gemm<float>(false, true, rows, n, D, 1.0f, &B[r0 * D], D, A.data(), D, 0.0f, S.data(), n);
+#pragma omp parallel for reduction(+ : c1, c5) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* s = &S[r * n];
+      std::vector<int64_t> idx(static_cast<size_t>(n));
+      std::iota(idx.begin(), idx.end(), 0);
+      std::nth_element(idx.begin(), idx.begin() + (k - 1), idx.end(), [s](int64_t a, int64_t b) {
+        return s[a] > s[b] || (s[a] == s[b] && a < b);
+      });
+      std::vector<double> votes(static_cast<size_t>(K), 0.0);
+      for (int j = 0; j < k; j++) votes[ytr[idx[j]]] += std::exp(static_cast<double>(s[idx[j]]) / temperature);
+      const int64_t y = yte[r0 + r];
+      int above = 0;
+      for (int c = 0; c < K; c++)
+        if (votes[c] > votes[y] || (votes[c] == votes[y] && c < y)) above++;
+      c1 += above == 0;
+      c5 += above < 5;
+    }
+  }
+  KnnResult res;
+  res.top1 = static_cast<double>(c1) / static_cast<double>(m);
+  res.top5 = static_cast<double>(c5) / static_cast<double>(m);
+  res.seconds = now_s() - t0;
+  return res;
+}
+
+// ---------------------------------------------------------------- whole evaluations
+
+json ProbeReport::to_json() const {
+  json j = {{"what", what},
+            {"train_images", train_images},
+            {"test_images", test_images},
+            {"dim", dim},
+            {"feature_seconds", feature_seconds}};
+  if (linear.seconds > 0 || linear.top1 > 0) j["linear"] = linear.to_json();
+  if (has_knn) j["knn"] = {{"top1", knn.top1}, {"top5", knn.top5}, {"seconds", knn.seconds}};
+  return j;
+}
+
+namespace {
+LinearProbeConfig probe_config(const RunConfig& cfg) {
+  LinearProbeConfig lc;
+  lc.l2_grid = cfg.eval.l2_grid;
+  lc.val_fraction = cfg.eval.val_fraction;
+  lc.max_iter = cfg.eval.max_iter;
+  lc.seed = cfg.train.seed;
+  return lc;
+}
+}  // namespace
+
+ProbeReport probe_encoder(ResNet& encoder, const RunConfig& cfg, bool linear, bool knn, const std::string& what,
+                          const ProgressFn& progress) {
+  ProbeReport r;
+  r.what = what;
+  std::shared_ptr<Dataset> tr = open_dataset(cfg.data, "train"), te = open_dataset(cfg.data, "test");
+  const int64_t total = tr->size() + te->size();
+  const double t0 = now_s();
+  FeatureSet ftr = encoder_features(encoder, tr, cfg.data, cfg.eval.batch, [&](int64_t d, int64_t) {
+    if (progress) progress(d, total);
+  });
+  FeatureSet fte = encoder_features(encoder, te, cfg.data, cfg.eval.batch, [&](int64_t d, int64_t) {
+    if (progress) progress(tr->size() + d, total);
+  });
+  r.feature_seconds = now_s() - t0;
+  r.train_images = ftr.n();
+  r.test_images = fte.n();
+  r.dim = ftr.d();
+  if (linear) r.linear = linear_probe(ftr, fte, probe_config(cfg));
+  if (knn) {
+    r.has_knn = true;
+    r.knn = knn_eval(ftr, fte, cfg.eval.knn_k, cfg.eval.knn_temperature);
+  }
+  return r;
+}
+
+ProbeReport probe_pixels(const RunConfig& cfg) {
+  ProbeReport r;
+  r.what = "raw pixels";
+  std::shared_ptr<Dataset> tr = open_dataset(cfg.data, "train"), te = open_dataset(cfg.data, "test");
+  const double t0 = now_s();
+  FeatureSet ftr = pixel_features(tr, cfg.data, cfg.eval.batch);
+  FeatureSet fte = pixel_features(te, cfg.data, cfg.eval.batch);
+  r.feature_seconds = now_s() - t0;
+  r.train_images = ftr.n();
+  r.test_images = fte.n();
+  r.dim = ftr.d();
+  r.linear = linear_probe(ftr, fte, probe_config(cfg));
+  return r;
+}
+
+}  // namespace simclr

@@ -1,0 +1,104 @@
+// engine/eval.h - judging an encoder: features, linear probe, kNN monitor.
+//
+// Features: the encoder output h (after global average pooling) of every image
+// of a split, no augmentation (data/loader.h evaluation batches: centred crop
+// of eval_crop_fraction, resize, per-channel normalisation), BN in eval mode
+// (running statistics), under NoGrad. Raw-pixel features are the same
+// normalised evaluation views, flattened.
+//
+// Linear probe: multinomial logistic regression on the frozen features,
+// standardised with the mean and std of the training split:
+//   minimise  (1/n) sum_i CE(W x_i + b, y_i) + (lambda/2) |W|^2   (b not decayed)
+// trained full-batch with L-BFGS (memory 10, backtracking Armijo line search)
+// from zero. lambda is chosen on a held-out part of the training split
+// (val_fraction, a seeded random split) from l2_grid (tried from the largest
+// down, each warm-started from the previous solution; ties go to the larger
+// lambda); the probe is then refit on the whole training split and scored on
+// the test split (top-1, top-5).
+//
+// kNN monitor (Wu et al. 2018, as in the InstDisc / SimCLR repositories):
+// features L2-normalised; for each test image the k training images of
+// highest cosine similarity s vote for their labels with weight exp(s / T);
+// the class with the largest summed weight is the prediction (top-5: the five
+// largest).
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/data_config.h"
+#include "engine/run_config.h"
+#include "engine/json_config.h"
+#include "engine/tensor.h"
+#include "models/resnet.h"
+
+namespace simclr {
+
+struct FeatureSet {
+  Tensor x;             // f32 [n, d]
+  Tensor y;             // i64 [n]
+  int num_classes = 0;
+  int64_t n() const { return x.size(0); }
+  int64_t d() const { return x.size(1); }
+};
+
+using ProgressFn = std::function<void(int64_t done, int64_t total)>;
+
+// Encoder features h of every image of ds (eval mode, NoGrad).
+FeatureSet encoder_features(ResNet& encoder, std::shared_ptr<const Dataset> ds, const DataConfig& dc, int64_t batch,
+                            const ProgressFn& progress = {});
+// Normalised evaluation views flattened to S*S*C values.
+FeatureSet pixel_features(std::shared_ptr<const Dataset> ds, const DataConfig& dc, int64_t batch);
+
+struct LinearProbeConfig {
+  std::vector<double> l2_grid = {1e-6, 1e-5, 1e-4, 1e-3};
+  double val_fraction = 0.1;
+  int max_iter = 300;
+  uint64_t seed = 0;
+};
+
+struct LinearProbeResult {
+  double top1 = 0, top5 = 0;    // test split, fractions in [0, 1]
+  double train_top1 = 0;
+  double l2 = 0;                // the chosen lambda
+  std::vector<std::pair<double, double>> val_top1;  // (lambda, held-out top-1)
+  int iterations = 0;           // L-BFGS iterations of the final fit
+  double seconds = 0;
+  json to_json() const;
+};
+
+LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, const LinearProbeConfig& cfg);
+
+struct KnnResult {
+  double top1 = 0, top5 = 0;
+  double seconds = 0;
+};
+KnnResult knn_eval(const FeatureSet& train, const FeatureSet& test, int k, double temperature);
+
+// ---- whole evaluations on a run config's splits (train split: data.split's
+// dataset as configured, test split: "test"); what `simclr eval`, the trainer
+// and the quickstart run.
+struct ProbeReport {
+  std::string what;               // "encoder", "random-init encoder", "raw pixels"
+  LinearProbeResult linear;
+  bool has_knn = false;
+  KnnResult knn;
+  double feature_seconds = 0;     // feature extraction wall time
+  int64_t train_images = 0, test_images = 0, dim = 0;
+  json to_json() const;
+};
+ProbeReport probe_encoder(ResNet& encoder, const RunConfig& cfg, bool linear, bool knn, const std::string& what,
+                          const ProgressFn& progress = {});
+ProbeReport probe_pixels(const RunConfig& cfg);
+
+// ---- building blocks (exposed for tests)
+// Softmax regression objective and gradient at (W[K,D], b[K]) packed as
+// params = [W row-major, b]; x standardised f32 [n, D]. Returns the objective.
+double softmax_regression_objective(const float* x, const int64_t* y, int64_t n, int64_t D, int K,
+                                    const std::vector<double>& params, double l2, std::vector<double>* grad);
+// Minimises f with L-BFGS from x (in place). Returns the iterations done.
+int lbfgs_minimize(const std::function<double(const std::vector<double>&, std::vector<double>*)>& f,
+                   std::vector<double>& x, int max_iter, double grad_tol = 1e-6);
+
+}  // namespace simclr

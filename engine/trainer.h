@@ -1,0 +1,87 @@
+// engine/trainer.h - the SimCLR training loop.
+//
+// One step: loader batch (2N views, [view 1; view 2]) -> encoder f (BN in
+// training mode) -> projection head g -> NT-Xent(z, tau) -> backward -> the
+// optimiser (LARS by default) at the scheduled learning rate.
+//
+// The run directory (train.run_dir) holds:
+//   config.json              the resolved config (every key)
+//   metrics.jsonl            one JSON object per line: {"step", "epoch", "loss",
+//                            "lr", "views_per_s", "time_s"} every log_interval
+//                            steps and at each epoch end ("epoch_loss"), and
+//                            evaluation results ({"eval": "knn" | "linear", ...})
+//   checkpoint-<step>.ckpt   every checkpoint_every epochs, at max_steps and at
+//                            the end; the newest keep_last are kept
+//
+// Resume (--resume): continues from the newest checkpoint that verifies
+// (corrupt or truncated ones are skipped with a warning); the config must
+// match the checkpoint's except for the keys of config_mismatch(). On the CPU
+// the resumed loss trajectory equals the uninterrupted one exactly: model,
+// buffers, optimiser state, step and loader position are restored and every
+// batch is a pure function of (seed, epoch, batch index).
+// Without --resume a run directory that already holds checkpoints is an error
+// (nothing is overwritten).
+//
+// A non-finite loss stops the run before the update with an error naming the
+// step; the checkpoints already written stay as they are.
+#pragma once
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/run_config.h"
+#include "models/head.h"
+#include "models/resnet.h"
+#include "optim/optimizer.h"
+
+namespace simclr {
+
+// Encoder + head in one ParamStore (contiguous parameters and gradients).
+struct SimclrModel {
+  ParamStore store;
+  std::unique_ptr<ResNet> encoder;
+  std::unique_ptr<ProjectionHead> head;  // null when built without the head
+  SimclrModel(const ResNetConfig& model, const HeadConfig* head_cfg);
+  // Deterministic init of every parameter and buffer from seed.
+  void init(uint64_t seed);
+};
+
+// Describes the model for checkpoints and manifests.
+json model_arch_json(const RunConfig& c, const SimclrModel& m);
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, ParamStore& store);
+
+// Sets OpenMP and OpenBLAS threads (0: all cores). Returns the count used.
+int set_compute_threads(int threads);
+
+// The device training runs on, with a note when it differs from the request
+// (device "auto" with a GPU present: the CUDA backend does not cover the whole
+// model yet, so training runs on the CPU and the note says so).
+Device resolve_device(const std::string& requested, std::string* note);
+
+struct TrainOptions {
+  bool resume = false;
+  std::FILE* out = stdout;  // progress and log lines (nullptr: silent)
+  bool tty = false;         // live progress line (\r) instead of periodic lines
+  // test hooks
+  int64_t crash_after_steps = -1;  // return abruptly after this many steps of this call (no checkpoint): a kill
+  int64_t poison_step = -1;        // the loss of this global step is replaced by NaN
+};
+
+struct TrainResult {
+  int64_t start_step = 0, end_step = 0, total_steps = 0;
+  std::vector<std::pair<int64_t, double>> losses;  // (step, loss) of every step this call ran
+  double seconds = 0;                              // wall time of the training loop
+  double views_per_second = 0;
+  std::string last_checkpoint;
+  bool finished = false;                           // reached total_steps
+  json summary;                                    // what the final checkpoint's metrics hold
+};
+
+TrainResult train(const RunConfig& cfg, const TrainOptions& opt);
+
+// Appends one JSON line to <run_dir>/metrics.jsonl.
+void append_metrics(const std::string& run_dir, const json& line);
+
+}  // namespace simclr

@@ -132,7 +132,7 @@ TEST_CASE("checkpoint: a checkpoint of another architecture is a clear error", "
   CHECK(enc["conv1.weight"].at(5) == a.store["conv1.weight"].at(5));
 }
 
-TEST_CASE("checkpoint: latest good one is found past corrupt ones; keep last M", "[checkpoint]") {
+TEST_CASE("checkpoint: latest good one is found past corrupt ones, and only the last M are kept", "[checkpoint]") {
   std::string dir = simclr::test::scratch_dir("ckpt_dir");
   Model a(0.0625, 1);
   Checkpoint ck = make_ck(a);

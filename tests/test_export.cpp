@@ -226,7 +226,7 @@ TEST_CASE("export: torchvision names, OHWI -> OIHW element by element, BN tensor
   CHECK(st.find("conv1.weight")->tensor.shape() == Shape({4, 3, 7, 7}));
 }
 
-TEST_CASE("export: bf16 and fp16 round every float to nearest even; counters stay int64", "[export]") {
+TEST_CASE("export: bf16 and fp16 round every float to nearest even, counters stay int64", "[export]") {
   const std::string dir = test::scratch_dir("export_dtypes");
   Saved s = save_model(dir, /*r50=*/false);
   const Checkpoint ck = load_checkpoint(s.path);

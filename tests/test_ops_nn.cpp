@@ -397,7 +397,7 @@ TEST_CASE("batch_norm: training output has per-channel mean 0 and variance 1", "
   }
 }
 
-TEST_CASE("batch_norm: running statistics after one step follow the formula; eval uses them", "[ops][bn]") {
+TEST_CASE("batch_norm: running statistics after one step follow the formula, eval uses them", "[ops][bn]") {
   Tensor x = rand_tensor({5, 3, 2, 4}, 71, -1, 3, DType::f32);
   Tensor rm = Tensor::from_vector<float>({0.5f, -1.f, 0.f, 2.f}, {4});
   Tensor rv = Tensor::from_vector<float>({1.f, 2.f, 0.5f, 4.f}, {4});

@@ -124,7 +124,7 @@ TEST_CASE("AdamW: first two steps as torch.optim.AdamW", "[optim]") {
   CHECK(v(s, "w", 0) == Approx(w1 * (1 - 0.001) - 0.1 * 0.6 / (0.6 + 1e-8)).epsilon(1e-6));
 }
 
-TEST_CASE("schedule: warm-up end, mid-way, end; lr scaling", "[optim][schedule]") {
+TEST_CASE("schedule: warm-up end, mid-way, end, lr scaling", "[optim][schedule]") {
   CHECK(scaled_base_lr(0.3, "linear", 4096) == Approx(4.8));
   CHECK(scaled_base_lr(0.075, "sqrt", 4096) == Approx(4.8));
   CHECK(scaled_base_lr(1.2, "none", 512) == 1.2);

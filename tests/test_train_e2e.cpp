@@ -113,7 +113,7 @@ TEST_CASE("e2e: SimCLR on 1024 Fashion-MNIST images - the loss falls, the encode
   }
 }
 
-TEST_CASE("e2e: interrupted and resumed runs repeat the loss trajectory exactly; failures", "[e2e]") {
+TEST_CASE("e2e: interrupted and resumed runs repeat the loss trajectory exactly, and failures are reported", "[e2e]") {
   if (!have_fmnist()) {
     WARN("SKIPPED: Fashion-MNIST is not installed at " << kFmnist << " (setup.sh installs dataset-fashion-mnist)");
     return;

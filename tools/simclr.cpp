@@ -3,6 +3,7 @@
 //   simclr eval <checkpoint | run.json> [--random-init] [--knn] [--no-linear] [--set ...]   (alias linear-eval)
 //   simclr quickstart [--epochs N] [--run-dir DIR] [--set ...]
 //   simclr preview run.json --out grid.png [...]                (data/preview.h)
+//   simclr embed --weights W --data D --out features.npy [...]  (engine/embed.h)
 //   simclr version
 #include <unistd.h>
 
@@ -17,7 +18,9 @@
 #include "engine/check.h"
 #include "engine/checkpoint.h"
 #include "engine/device.h"
+#include "engine/embed.h"
 #include "engine/eval.h"
+#include "engine/export.h"
 #include "engine/fileio.h"
 #include "engine/profile.h"
 #include "engine/run_config.h"
@@ -44,7 +47,8 @@ static const char* kUsage =
     "      Linear probe of the checkpoint's encoder on frozen features of the\n"
     "      labelled train split, scored on the test split (top-1, top-5); results\n"
     "      printed and appended to metrics.jsonl next to the checkpoint. A run\n"
-    "      directory picks its newest good checkpoint.\n"
+    "      directory picks its newest good checkpoint. An exported encoder\n"
+    "      (export_encoder: .safetensors, or a raw export) is accepted too.\n"
     "      --random-init          evaluate the same architecture at random init\n"
     "                             (CHECKPOINT may then be a RUN.json config)\n"
     "      --knn                  also the kNN monitor (k = eval.knn_k, T = eval.knn_temperature)\n"
@@ -64,6 +68,11 @@ static const char* kUsage =
     "\n"
     "  preview RUN.json --out grid.png [--n 8] [--seed 0] [--split train|test] [--set ...]\n"
     "      A PNG grid of images and their two augmented views (docs/data.md).\n"
+    "\n"
+    "  embed --weights FILE --data PATH --out features.npy [--labels-out labels.npy] [--batch 256]\n"
+    "      Encoder features h (float32 .npy) of every image at PATH (image folder,\n"
+    "      IDX file, CIFAR folder, packed .npy), preprocessed as in training; FILE is\n"
+    "      an exported encoder or a checkpoint. simclr embed --help for details.\n"
     "\n"
     "  version                    engine version, commit, BLAS and CUDA status\n"
     "\n"
@@ -112,6 +121,7 @@ int main(int argc, char** argv) {
       return cmd.empty() ? 1 : 0;
     }
     if (cmd == "preview") return cmd_preview(argc - 1, argv + 1);
+    if (cmd == "embed") return cmd_embed(argc - 1, argv + 1);
     if (cmd == "version" || cmd == "--version") {
       std::printf("simclr %s (commit %s)\nBLAS: %s\n", SIMCLR_VERSION, SIMCLR_GIT_COMMIT, blas_info().c_str());
       std::printf("CUDA: %s\n", cuda_available() ? "available" : cuda_unavailable_reason().c_str());
@@ -231,7 +241,7 @@ int main(int argc, char** argv) {
           SIMCLR_CHECK(!ck_path.empty(), cmd, ": no good checkpoint in '", src, "'");
         } else {
           ck_path = src;
-          ck = load_checkpoint(src);
+          ck = load_checkpoint_or_export(src);  // a checkpoint or an export_encoder output
         }
         SIMCLR_CHECK(ck.meta.contains("config"), "checkpoint '", ck_path, "' holds no config");
         root = ck.meta["config"];
@@ -301,8 +311,9 @@ int main(int argc, char** argv) {
     TrainOptions opt;
     opt.tty = tty;
     TrainResult tr = train(cfg, opt);
-    SIMCLR_CHECK(tr.finished, "quickstart: training did not finish");
     if (cfg.train.profile) print_profile();
+    SIMCLR_CHECK(tr.finished, "quickstart: training stopped at step ", tr.end_step, " of ", tr.total_steps,
+                 " (train.max_steps); no evaluation");
 
     ProgressFn progress;
     if (tty)

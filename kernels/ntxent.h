@@ -111,23 +111,24 @@ inline NtxentWorkspace ntxent_workspace_layout(int64_t V, int64_t D, int64_t R, 
                        int64_t V, int64_t D, double tau, int64_t r0, int64_t r1, int ksplit, void* stream); \
   void ntxent_backward(::simclr::bf16* dz, const ::simclr::bf16* z, const float* lse, const float* dloss,  \
                        void* workspace, int64_t V, int64_t D, double tau, int64_t r0, int64_t r1,          \
-                       int ksplit, void* stream);
+                       int ksplit, void* stream);                                                             \
+  /* The unfused baseline for bench_ntxent: cuBLAS GEMM of the full V×V similarity matrix, then */            \
+  /* separate masked softmax / cross-entropy kernels; the backward forms dS = (softmax -       */             \
+  /* onehot)/(Vτ) as a V×V matrix and two cuBLAS GEMMs (a plain loop under the emulator).      */             \
+  /* Memory O(V²); the backward reads S from the forward's workspace.                          */             \
+  size_t ntxent_unfused_workspace_bytes(int64_t V, int64_t D, bool fp32_input);                               \
+  void ntxent_unfused_forward(float* loss, float* lse, const float* z, void* workspace, int64_t V,            \
+                              int64_t D, double tau, void* stream);                                           \
+  void ntxent_unfused_forward(float* loss, float* lse, const ::simclr::bf16* z, void* workspace,              \
+                              int64_t V, int64_t D, double tau, void* stream);                                \
+  void ntxent_unfused_backward(float* dz, const float* z, const float* lse, const float* dloss,               \
+                               void* workspace, int64_t V, int64_t D, double tau, void* stream);              \
+  void ntxent_unfused_backward(::simclr::bf16* dz, const ::simclr::bf16* z, const float* lse,                 \
+                               const float* dloss, void* workspace, int64_t V, int64_t D, double tau,         \
+                               void* stream);
 
 namespace simclr::gpu {
 SIMCLR_NTXENT_LAUNCHERS
-// The unfused baseline for bench_ntxent (real GPU only): cuBLAS GEMM of the
-// full V×V similarity matrix, then separate masked softmax / cross-entropy
-// kernels; backward forms dS = (softmax - onehot)/(Vτ) as a V×V matrix and
-// two cuBLAS GEMMs. Memory O(V²): ntxent_unfused_workspace_bytes says how much.
-size_t ntxent_unfused_workspace_bytes(int64_t V, int64_t D, bool fp32_input);
-void ntxent_unfused_forward(float* loss, float* lse, const float* z, void* workspace, int64_t V, int64_t D,
-                            double tau, void* stream);
-void ntxent_unfused_forward(float* loss, float* lse, const ::simclr::bf16* z, void* workspace, int64_t V,
-                            int64_t D, double tau, void* stream);
-void ntxent_unfused_backward(float* dz, const float* z, const float* lse, const float* dloss, void* workspace,
-                             int64_t V, int64_t D, double tau, void* stream);
-void ntxent_unfused_backward(::simclr::bf16* dz, const ::simclr::bf16* z, const float* lse, const float* dloss,
-                             void* workspace, int64_t V, int64_t D, double tau, void* stream);
 }  // namespace simclr::gpu
 namespace simclr::emu {
 SIMCLR_NTXENT_LAUNCHERS

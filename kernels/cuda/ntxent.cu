@@ -577,7 +577,7 @@ __global__ void __launch_bounds__(256)
   float dot = 0.0f;
   for (int c = lane; c < D; c += 32) dot = fmaf(to_float(z[j * D + c]) * inv_j, dzhat(c), dot);
   dot = warp_sum(dot);
-  const bool tiny = inv_j >= 1e12f;  // |z_j| <= eps: ẑ = z/eps is linear, no projection
+  const bool tiny = inv_j >= 1.0f / 1e-12f;  // |z_j| <= eps (exactly the prepass value): ẑ = z/eps, no projection
   for (int c = lane; c < D; c += 32) {
     const float zh = to_float(z[j * D + c]) * inv_j;
     const float g = tiny ? dzhat(c) * inv_j : (dzhat(c) - zh * dot) * inv_j;
@@ -747,13 +747,14 @@ void ntxent_backward(::simclr::bf16* dz, const ::simclr::bf16* z, const float* l
                         D, tau, r0, r1, ksplit, stream);
 }
 
-#ifndef SIMCLR_EMU
 // ============================================================ the unfused baseline
 // What a framework does, done well: normalise, one cuBLAS GEMM for the full
 // S = ẑẑᵀ [V,V] in fp32, a masked softmax/cross-entropy kernel per row; the
 // backward forms dS = dloss/(Vτ)·(P - onehot(p)) as a V×V matrix (bf16 for bf16
 // input, in place in S for fp32) and two cuBLAS GEMMs dẑᵀ = ẑᵀ dSᵀ + ẑᵀ dS.
-// Memory O(V²). For bench_ntxent's comparison only (real GPU).
+// Memory O(V²). For bench_ntxent's comparison. Under the emulator the cuBLAS
+// calls become a plain column-major loop with cuBLAS's argument conventions,
+// so the kernels and the GEMM layouts are tested in CI too.
 namespace {
 
 struct UnfusedLayout {
@@ -852,6 +853,7 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+#ifndef SIMCLR_EMU
 #define CUBLAS_OK(call)                                                                                  \
   do {                                                                                                   \
     const cublasStatus_t s_ = (call);                                                                    \
@@ -870,10 +872,33 @@ cublasHandle_t cublas_handle(cudaStream_t st) {
   CUBLAS_OK(cublasSetStream(handles[dev], st));
   return handles[dev];
 }
+#endif
 
+// C[m,n] = op(A)[m,k] op(B)[k,n] + beta C, column-major, A and B of type T,
+// fp32 accumulation and output (cublasGemmEx, CUBLAS_COMPUTE_32F: no TF32).
 template <class T>
-cudaDataType_t cuda_type() {
-  return std::is_same_v<T, float> ? CUDA_R_32F : CUDA_R_16BF;
+void gemm_f32(bool ta, bool tb, int m, int n, int k, const T* A, int lda, const T* B, int ldb, float beta, float* C,
+              int ldc, cudaStream_t st) {
+#ifndef SIMCLR_EMU
+  const cudaDataType_t t = std::is_same_v<T, float> ? CUDA_R_32F : CUDA_R_16BF;
+  const float one = 1.0f;
+  CUBLAS_OK(cublasGemmEx(cublas_handle(st), ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k,
+                         &one, A, t, lda, B, t, ldb, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT));
+#else
+  (void)st;
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      float acc = 0.0f;
+      for (int l = 0; l < k; ++l) {
+        const float a = to_float(ta ? A[l + static_cast<size_t>(i) * lda] : A[i + static_cast<size_t>(l) * lda]);
+        const float b = to_float(tb ? B[j + static_cast<size_t>(l) * ldb] : B[l + static_cast<size_t>(j) * ldb]);
+        acc = fmaf(a, b, acc);
+      }
+      float& c = C[i + static_cast<size_t>(j) * ldc];
+      c = beta == 0.0f ? acc : acc + beta * c;
+    }
+#endif
 }
 
 template <class T>
@@ -886,11 +911,9 @@ void unfused_forward_impl(float* loss, float* lse, const T* z, void* workspace, 
   float* S = reinterpret_cast<float*>(ws + w.S);
   launch(unfused_normalize_kernel<T>, dim3(static_cast<unsigned>(ceil_div(V, 8))), dim3(256), 0, st, zn,
          reinterpret_cast<float*>(ws + w.inv_norm), z, V, static_cast<int>(D));
-  const float one = 1.0f, zero = 0.0f;
-  CUBLAS_OK(cublasGemmEx(cublas_handle(st), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(V), static_cast<int>(V),
-                         static_cast<int>(D), &one, zn, cuda_type<T>(), static_cast<int>(D), zn, cuda_type<T>(),
-                         static_cast<int>(D), &zero, S, CUDA_R_32F, static_cast<int>(V), CUBLAS_COMPUTE_32F,
-                         CUBLAS_GEMM_DEFAULT));
+  // column-major: S[V,V] = Aᵀ A, A = the row-major ẑ read column-major ([D,V], lda D); S is symmetric
+  gemm_f32<T>(true, false, static_cast<int>(V), static_cast<int>(V), static_cast<int>(D), zn, static_cast<int>(D), zn,
+              static_cast<int>(D), 0.0f, S, static_cast<int>(V), st);
   float* row_loss = reinterpret_cast<float*>(ws + w.row_loss);
   launch(unfused_softmax_kernel, dim3(static_cast<unsigned>(V)), dim3(256), 0, st, lse, row_loss,
          static_cast<const float*>(S), V, static_cast<float>(1.0 / tau));
@@ -911,14 +934,10 @@ void unfused_backward_impl(T* dz, const T* z, const float* lse, const float* dlo
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(ceil_div(V * V, 256), 65536));
   launch(unfused_dlogits_kernel<T>, dim3(blocks), dim3(256), 0, st, dS, static_cast<const float*>(S), lse, dloss, V,
          static_cast<float>(1.0 / tau), static_cast<float>(1.0 / (static_cast<double>(V) * tau)));
-  const float one = 1.0f, zero = 0.0f;
-  cublasHandle_t h = cublas_handle(st);
   const int v = static_cast<int>(V), d = static_cast<int>(D);
   // column-major: dẑᵀ[D,V] = ẑᵀ[D,V]·M + ẑᵀ·Mᵀ, M = the row-major dS read column-major (= dSᵀ)
-  CUBLAS_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, d, v, v, &one, zn, cuda_type<T>(), d, dS, cuda_type<T>(), v, &zero,
-                         dzn, CUDA_R_32F, d, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  CUBLAS_OK(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d, v, v, &one, zn, cuda_type<T>(), d, dS, cuda_type<T>(), v, &one,
-                         dzn, CUDA_R_32F, d, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  gemm_f32<T>(false, false, d, v, v, zn, d, dS, v, 0.0f, dzn, d, st);
+  gemm_f32<T>(false, true, d, v, v, zn, d, dS, v, 1.0f, dzn, d, st);
   launch(ntxent_finish_backward_kernel<T>, dim3(static_cast<unsigned>(ceil_div(V, 8))), dim3(256), 0, st, dz,
          static_cast<const float*>(dzn), 1, d, z, reinterpret_cast<const float*>(ws + w.inv_norm),
          static_cast<const bf16_t*>(nullptr), 0, static_cast<const float*>(nullptr), 1.0f, V, d, int64_t{0}, V);
@@ -947,6 +966,5 @@ void ntxent_unfused_backward(::simclr::bf16* dz, const ::simclr::bf16* z, const 
   unfused_backward_impl<bf16_t>(reinterpret_cast<bf16_t*>(dz), reinterpret_cast<const bf16_t*>(z), lse, dloss,
                                 workspace, V, D, tau, static_cast<cudaStream_t>(stream));
 }
-#endif  // !SIMCLR_EMU
 
 }  // namespace simclr::SIMCLR_KNS

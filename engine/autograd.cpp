@@ -1,6 +1,8 @@
 // engine/autograd.cpp - the tape (see autograd.h).
 #include "engine/autograd.h"
 
+#include "engine/profile.h"
+
 namespace simclr {
 
 namespace {
@@ -46,7 +48,10 @@ void backward(const Tensor& loss) {
   // Move the tape out first so that a throwing backward leaves a clean tape.
   std::vector<TapeNode> tape;
   tape.swap(t_tape);
-  for (auto it = tape.rbegin(); it != tape.rend(); ++it) it->backward();
+  for (auto it = tape.rbegin(); it != tape.rend(); ++it) {
+    BackwardTimer timer(it->op);  // engine/profile.h: a no-op unless profiling is on
+    it->backward();
+  }
 }
 
 void clear_tape() { t_tape.clear(); }

@@ -24,6 +24,14 @@ void profile_add(const char* name, double seconds) {
   e.calls += 1;
 }
 
+void profile_add_backward(const char* op, double seconds) {
+  const std::string name = std::string(op) + ".backward";
+  ProfileEntry& e = table()[name];
+  if (e.name.empty()) e.name = name;
+  e.seconds += seconds;
+  e.calls += 1;
+}
+
 void profile_reset() { table().clear(); }
 
 std::vector<ProfileEntry> profile_snapshot() {

@@ -17,6 +17,8 @@ namespace simclr {
 void profile_enable(bool on);
 bool profile_enabled();
 void profile_add(const char* name, double seconds);
+// Adds under "<op>.backward" (the autograd tape times each backward node).
+void profile_add_backward(const char* op, double seconds);
 void profile_reset();
 
 struct ProfileEntry {
@@ -42,6 +44,24 @@ class OpTimer {
 
  private:
   const char* name_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+// Times one backward node of the tape under "<op>.backward" when profiling is on.
+class BackwardTimer {
+ public:
+  explicit BackwardTimer(const char* op) : op_(profile_enabled() ? op : nullptr) {
+    if (op_) t0_ = std::chrono::steady_clock::now();
+  }
+  ~BackwardTimer() {
+    if (op_)
+      profile_add_backward(op_, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
+  }
+  BackwardTimer(const BackwardTimer&) = delete;
+  BackwardTimer& operator=(const BackwardTimer&) = delete;
+
+ private:
+  const char* op_;
   std::chrono::steady_clock::time_point t0_;
 };
 

@@ -366,13 +366,10 @@ int main(int argc, char** argv) {
     std::printf("  run directory           %s (results.json, metrics.jsonl, checkpoints)\n",
                 cfg.train.run_dir.c_str());
     return 0;
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // simclr::Error and anything else: a message, never a crash
+    if (isatty(fileno(stdout))) std::printf("\n");  // end a live progress line
     std::fflush(stdout);
-    std::fprintf(stderr, "\nerror: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "\nerror: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
 }

@@ -211,8 +211,12 @@ check_deps() {
   # the GPU itself and the optional tools
   local smi
   smi="$(nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || true)"
-  report GPU "$([ "${ALLOW_NO_GPU:-0}" = 1 ] && echo no || echo yes)" "$smi" "nvidia-smi sees no GPU"
   arch="$(echo "$smi" | awk -F', ' '{print $2}' | tr -d '.')"
+  if [ -z "$smi" ] && [ -x "$cuda_home/bin/__nvcc_device_query" ]; then  # no nvidia-smi: ask the toolkit
+    arch="$("$cuda_home/bin/__nvcc_device_query" 2>/dev/null | tr ',' '\n' | sort -u | head -1 || true)"
+    [ -n "$arch" ] && smi="compute capability $arch (from __nvcc_device_query)"
+  fi
+  report GPU "$([ "${ALLOW_NO_GPU:-0}" = 1 ] && echo no || echo yes)" "$smi" "neither nvidia-smi nor __nvcc_device_query sees a GPU"
   [ -n "$arch" ] && cmake_args+=("-DSIMCLR_CUDA_ARCHS=$arch")
   v="$("$PYTHON" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>/dev/null || true)"
   report "PyTorch ($PYTHON)" no "$v" "compare stage only"
@@ -303,12 +307,14 @@ do_bench() {
 do_compare() {
   local sizes="8192 32768 131072"
   [ "${QUICK:-0}" = 1 ] && sizes="8192"
+  local commit
+  commit="$(cd "$repo" && git rev-parse --short=12 HEAD 2>/dev/null || echo "${SIMCLR_COMMIT:-$(cut -c1-12 "$PREFIX/COMMIT" 2>/dev/null)}")"
   step "compare: ours / unfused / PyTorch eager / torch.compile (bf16)" compare_bf16.log \
-    env SIZES="$sizes" D=128 DTYPE=bf16 OUT="$OUT" PYTHON="$PYTHON" "$repo/benchmarks/ntxent_compare.sh" "$BUILD_DIR"
+    env SIZES="$sizes" D=128 DTYPE=bf16 OUT="$OUT" PYTHON="$PYTHON" COMMIT="$commit" "$repo/benchmarks/ntxent_compare.sh" "$BUILD_DIR"
   local rc=$?
   if [ "${QUICK:-0}" != 1 ]; then
     step "compare: fp32, 2N=8192" compare_fp32.log \
-      env SIZES="8192" D=128 DTYPE=fp32 OUT="$OUT" PYTHON="$PYTHON" "$repo/benchmarks/ntxent_compare.sh" "$BUILD_DIR" || rc=1
+      env SIZES="8192" D=128 DTYPE=fp32 OUT="$OUT" PYTHON="$PYTHON" COMMIT="$commit" "$repo/benchmarks/ntxent_compare.sh" "$BUILD_DIR" || rc=1
   fi
   return $rc
 }

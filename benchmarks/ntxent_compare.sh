@@ -6,6 +6,7 @@
 # usage: benchmarks/ntxent_compare.sh [BUILD_DIR]        (default: build)
 # env:   SIZES="8192 32768 131072"  D=128  DTYPE=bf16  TAU=0.1  WARMUP=10  ITERS=50
 #        PYTHON=python3 (needs torch with CUDA)   OUT=<dir> (also write table + raw JSON there)
+#        COMMIT=<id> (recorded when the binaries were built without .git)
 # Ratios are "times faster than": unfused/ours, eager/ours, compile/ours (median ms).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -32,11 +33,11 @@ for n in $SIZES; do
 done
 
 # merge: stdlib python only
-"$PYTHON" - "$tmp/all.jsonl" > "$tmp/table.md" <<'PY'
+"$PYTHON" - "$tmp/all.jsonl" "${COMMIT:-}" > "$tmp/table.md" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 dev = next((r.get("device") for r in rows if r.get("impl") == "fused"), "?")
-commit = next((r.get("commit") for r in rows if r.get("commit")), "?")
+commit = next((r.get("commit") for r in rows if r.get("commit") not in (None, "", "unknown")), None) or sys.argv[2] or "?"
 torch_v = next((r.get("torch") for r in rows if r.get("torch")), "?")
 key = lambda r: (r["n"], r["d"], r["dtype"], r["pass"])
 by = {}

@@ -2,6 +2,7 @@
 #include "engine/trainer.h"
 
 #include <cblas.h>
+#include <malloc.h>
 #include <omp.h>
 
 #include <chrono>
@@ -77,6 +78,17 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, ParamStore& 
   a.weight_decay = c.weight_decay;
   a.decay_excluded = true;
   return std::make_unique<AdamW>(a, store);
+}
+
+void tune_host_allocator() {
+  // Each step allocates the same activation and gradient buffers again (up
+  // to ~26 MB each for the quickstart model). glibc would map the larger ones
+  // fresh with mmap and return them at free, so every step pays the page
+  // faults again; a fixed 32 MiB mmap threshold (glibc's maximum) and a high
+  // trim threshold keep them in the heap for reuse. Measured on the
+  // quickstart step: about 1.5x faster on this machine.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 int set_compute_threads(int threads) {
@@ -169,6 +181,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
   (void)device;
   if (!note.empty()) say(opt, "note: %s\n", note.c_str());
   const int threads = set_compute_threads(tc.threads);
+  tune_host_allocator();
   const json resolved = run_config_to_json(cfg);
 
   // ---- run directory

@@ -52,6 +52,11 @@ json model_arch_json(const RunConfig& c, const SimclrModel& m);
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, ParamStore& store);
 
+// Keeps large host buffers in glibc's heap between steps (mallopt: mmap
+// threshold 32 MiB, trim threshold 1 GiB) instead of mapping and faulting
+// them in again every step. Process-wide; train() calls it.
+void tune_host_allocator();
+
 // Sets OpenMP and OpenBLAS threads (0: all cores). Returns the count used.
 int set_compute_threads(int threads);
 

@@ -251,6 +251,7 @@ int main(int argc, char** argv) {
       check_data_paths(cfg.data, "train");
       check_data_paths(cfg.data, "test");
       set_compute_threads(cfg.train.threads);
+      tune_host_allocator();
       SimclrModel m(cfg.model, nullptr);
       std::string what = "encoder";
       if (random_init) {

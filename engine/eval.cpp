@@ -103,7 +103,7 @@ double softmax_regression_objective(const float* x, const int64_t* y, int64_t n,
 }
 
 int lbfgs_minimize(const std::function<double(const std::vector<double>&, std::vector<double>*)>& f,
-                   std::vector<double>& x, int max_iter, double grad_tol) {
+                   std::vector<double>& x, int max_iter, double rel_tol, double grad_tol) {
   const int m = 10;
   const size_t n = x.size();
   std::vector<std::vector<double>> S, Y;
@@ -167,7 +167,7 @@ int lbfgs_minimize(const std::function<double(const std::vector<double>&, std::v
     x.swap(xn);
     g.swap(gn);
     fx = fn;
-    if (df <= 1e-10 * std::max(1.0, std::abs(fx))) {
+    if (df <= rel_tol * std::max(1.0, std::abs(fx))) {
       it++;
       break;
     }
@@ -280,7 +280,7 @@ LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, 
     auto obj = [&](const std::vector<double>& p, std::vector<double>* g) {
       return softmax_regression_objective(Xfit.data(), yfit.data(), nfit, D, K, p, l2, g);
     };
-    lbfgs_minimize(obj, params, cfg.max_iter);
+    lbfgs_minimize(obj, params, cfg.max_iter, cfg.tol);
     double a1, a5;
     score(Xval.data(), yval.data(), nval, D, K, params, &a1, &a5);
     res.val_top1.emplace_back(l2, a1);
@@ -291,7 +291,7 @@ LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, 
   auto obj = [&](const std::vector<double>& p, std::vector<double>* g) {
     return softmax_regression_objective(Xtr.data(), ytr, n, D, K, p, res.l2, g);
   };
-  res.iterations = lbfgs_minimize(obj, params, cfg.max_iter);
+  res.iterations = lbfgs_minimize(obj, params, cfg.max_iter, cfg.tol);
   double tr5;
   score(Xtr.data(), ytr, n, D, K, params, &res.train_top1, &tr5);
   score(Xte.data(), yte, test.n(), D, K, params, &res.top1, &res.top5);

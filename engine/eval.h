@@ -52,9 +52,10 @@ FeatureSet encoder_features(ResNet& encoder, std::shared_ptr<const Dataset> ds, 
 FeatureSet pixel_features(std::shared_ptr<const Dataset> ds, const DataConfig& dc, int64_t batch);
 
 struct LinearProbeConfig {
-  std::vector<double> l2_grid = {1e-6, 1e-5, 1e-4, 1e-3};
+  std::vector<double> l2_grid = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1};
   double val_fraction = 0.1;
-  int max_iter = 300;
+  int max_iter = 150;
+  double tol = 1e-6;  // L-BFGS stops when one iteration lowers the objective by less than tol * |f|
   uint64_t seed = 0;
 };
 
@@ -99,6 +100,6 @@ double softmax_regression_objective(const float* x, const int64_t* y, int64_t n,
                                     const std::vector<double>& params, double l2, std::vector<double>* grad);
 // Minimises f with L-BFGS from x (in place). Returns the iterations done.
 int lbfgs_minimize(const std::function<double(const std::vector<double>&, std::vector<double>*)>& f,
-                   std::vector<double>& x, int max_iter, double grad_tol = 1e-6);
+                   std::vector<double>& x, int max_iter, double rel_tol = 1e-7, double grad_tol = 1e-6);
 
 }  // namespace simclr

@@ -108,7 +108,7 @@ RunConfig parse_run_config(const json& root) {
   ec.l2_grid = e.get_doubles("l2_grid", ec.l2_grid, 0, 1e6);
   SIMCLR_CHECK(!ec.l2_grid.empty(), "config: 'eval.l2_grid' must list at least one value");
   ec.val_fraction = e.get_double("val_fraction", 0.1, 0.01, 0.5);
-  ec.max_iter = static_cast<int>(e.get_int("max_iter", 300, 1, 100000));
+  ec.max_iter = static_cast<int>(e.get_int("max_iter", 150, 1, 100000));
   ec.batch = e.get_int("batch", 512, 1, 1 << 20);
   e.finish();
 

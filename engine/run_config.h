@@ -60,9 +60,9 @@ struct EvalConfig {
   bool linear_at_end = true;    // linear probe after training
   bool raw_pixels = false;      // also a raw-pixel linear probe at the end
   bool random_init = false;     // also a random-init encoder probe at the end
-  std::vector<double> l2_grid = {1e-6, 1e-5, 1e-4, 1e-3};  // L2 strengths tried on the held-out split
+  std::vector<double> l2_grid = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1};  // L2 strengths tried on the held-out split
   double val_fraction = 0.1;    // held-out part of the train split for choosing L2
-  int max_iter = 300;           // L-BFGS iterations
+  int max_iter = 150;           // L-BFGS iterations per fit (each also stops at a relative decrease < 1e-6)
   int64_t batch = 512;          // feature-extraction batch
 };
 

@@ -21,6 +21,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <thread>
+#include <ostream>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -70,7 +72,7 @@ void read_env_order() {
   g_order = static_cast<int>(o);
 }
 
-thread_local Stats t_stats;
+Stats t_stats;  // (globals below: guarded by g_launch_mu while a launch runs)
 }  // namespace
 
 void set_order(Order order, uint64_t seed) {
@@ -146,7 +148,7 @@ struct StackPool {
     return stacks[i];
   }
 };
-thread_local StackPool t_stacks;
+StackPool t_stacks;
 }  // namespace
 
 // ============================================================ block and thread state
@@ -233,39 +235,52 @@ struct Launch {
   void give_collective(Collective* c) { pool.push_back(c); }
 };
 
-thread_local Launch* t_launch = nullptr;
-thread_local ctx::fcontext_t t_sched = nullptr;  // the scheduler's context while a fiber runs
+// One launch at a time per process: static __shared__ storage, the stack pool
+// and these globals belong to it.
+std::mutex g_launch_mu;
+std::atomic<std::thread::id> g_launch_owner{};
+Launch* t_launch = nullptr;
+ctx::fcontext_t t_sched = nullptr;  // the scheduler's context while a fiber runs
 #ifdef SIMCLR_EMU_ASAN
-thread_local const void* t_sched_bottom = nullptr;
-thread_local size_t t_sched_size = 0;
+const void* t_sched_bottom = nullptr;
+size_t t_sched_size = 0;
 #endif
 
 constexpr size_t kGuard = 64;
 constexpr unsigned char kGuardByte = 0xA5;
 
-std::string dim_str(uint3 v) { return cat("(", v.x, ",", v.y, ",", v.z, ")"); }
-std::string dim_str(dim3 v) { return cat("(", v.x, ",", v.y, ",", v.z, ")"); }
+// Fixed-size strings for messages built in device code: an error abandons the
+// fiber, so no heap temporary may be alive in its frames at that moment.
+struct Small {
+  char s[136];
+};
+std::ostream& operator<<(std::ostream& os, const Small& x) { return os << x.s; }
+Small dim_str(uint3 v) {
+  Small r;
+  std::snprintf(r.s, sizeof r.s, "(%u,%u,%u)", v.x, v.y, v.z);
+  return r;
+}
+Small dim_str(dim3 v) { return dim_str(uint3{v.x, v.y, v.z}); }
+Small mask_str(unsigned m) {
+  Small r;
+  std::snprintf(r.s, sizeof r.s, "0x%08x", m);
+  return r;
+}
+Small lanes_str(unsigned m) {
+  Small r;
+  size_t n = 0;
+  r.s[n++] = '{';
+  for (int l = 0; l < 32; ++l)
+    if (m >> l & 1u) n += static_cast<size_t>(std::snprintf(r.s + n, sizeof r.s - n, n > 1 ? ",%d" : "%d", l));
+  std::snprintf(r.s + n, sizeof r.s - n, "}");
+  return r;
+}
 
 std::string where(const Launch& L) {
   return cat("emulated kernel ", L.kernel, " (launched at ", L.site->file, ":", L.site->line, ")");
 }
 std::string where(const Launch& L, const Thread& t) {
   return cat(where(L), ", block ", dim_str(L.block_idx), ", thread ", dim_str(t.ids.thread_idx));
-}
-std::string mask_str(unsigned m) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", m);
-  return buf;
-}
-std::string lanes_str(unsigned m) {
-  std::string s = "{";
-  bool first = true;
-  for (int l = 0; l < 32; ++l)
-    if (m >> l & 1u) {
-      s += cat(first ? "" : ",", l);
-      first = false;
-    }
-  return s + "}";
 }
 std::string kernel_name_of(const char* text) {
   std::string s;
@@ -553,8 +568,8 @@ void unpoison_stacks(Launch& L) {
 
 // ============================================================ device-side entry points
 namespace detail {
-thread_local const Ids* t_ids = nullptr;
-thread_local uint64_t t_block_epoch = 0;
+const Ids* t_ids = nullptr;
+uint64_t t_block_epoch = 0;
 
 void record_device_error(const char* file, int line, const std::string& what) {
   Launch& L = running("a device check");
@@ -736,7 +751,13 @@ void cp_async_wait(int keep_pending) {
 // ============================================================ the launch
 void detail::run_launch(const LaunchSite& site, const void* kernel_id, dim3 grid, dim3 block, size_t shared_bytes,
                         bool barrier_free, Thunk thunk, void* thunk_ctx) {
-  if (t_launch) fail("emulator: kernel launch from inside an emulated kernel (", site.file, ":", site.line, ")");
+  if (g_launch_owner.load() == std::this_thread::get_id())
+    fail("emulator: kernel launch from inside an emulated kernel (", site.file, ":", site.line, ")");
+  std::lock_guard<std::mutex> launch_lock(g_launch_mu);
+  g_launch_owner = std::this_thread::get_id();
+  struct Owner {
+    ~Owner() { g_launch_owner = std::thread::id(); }
+  } owner;
   Launch L;
   L.site = &site;
   L.kernel = kernel_name_of(site.text);
@@ -778,7 +799,7 @@ void detail::run_launch(const LaunchSite& site, const void* kernel_id, dim3 grid
   }
   if (shared_bytes > 0) {
     L.smem_padded = (shared_bytes + 15) / 16 * 16;
-    L.smem_alloc = static_cast<unsigned char*>(std::aligned_alloc(128, L.smem_padded + 2 * kGuard + 64));
+    L.smem_alloc = static_cast<unsigned char*>(std::aligned_alloc(128, (L.smem_padded + 2 * kGuard + 127) / 128 * 128));
     L.smem = L.smem_alloc + kGuard;
   }
   ++t_stats.launches;
@@ -809,7 +830,7 @@ void detail::run_launch(const LaunchSite& site, const void* kernel_id, dim3 grid
   detail::t_ids = nullptr;
   if (L.smem_alloc) {
 #ifdef SIMCLR_EMU_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(L.smem_alloc, L.smem_padded + 2 * kGuard + 64);
+    ASAN_UNPOISON_MEMORY_REGION(L.smem_alloc, L.smem_padded + 2 * kGuard);
 #endif
     std::free(L.smem_alloc);
   }

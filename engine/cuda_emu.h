@@ -125,8 +125,12 @@ struct Ids {
   dim3 block_dim, grid_dim;
   int lane = 0, warp = 0;
 };
-extern thread_local const Ids* t_ids;
-extern thread_local uint64_t t_block_epoch;  // changes at every block start
+// Plain globals, not thread_local: one emulated launch runs at a time in a
+// process (run_launch holds a lock), and device code reads these constantly.
+// (Also: GCC's UBSan null check on an extern thread_local misfires after the
+// linker relaxes the TLS access, a toolchain bug.)
+extern const Ids* t_ids;
+extern uint64_t t_block_epoch;  // changes at every block start
 
 struct LaunchSite {
   const char* text;  // the launch's arguments as written: "kernel, grid, ..."

@@ -181,7 +181,39 @@ __global__ void plain_scale(float* out, const float* in, int n) {
   if (i < n) out[i] = 2.0f * in[i];
 }
 
+// Device-side math, bf16/half and vector types under the emulator.
+__global__ void math_kernel(float* out, const float4* v4) {
+  const float x = 0.75f;
+  const __nv_bfloat16 hb = __float2bfloat16(1.5f);
+  const __half hh = __float2half(-2.25f);
+  const float4 q = __ldg(v4);
+  const float4 m = make_float4(q.w, q.z, q.y, q.x);
+  const __nv_bfloat162 pair = __floats2bfloat162_rn(3.0f, -4.0f);
+  float r[24] = {__expf(x), exp2f(x), __fdividef(3.0f, 4.0f), rsqrtf(4.0f), fmaf(2.0f, 3.0f, 1.0f),
+                 __frcp_rn(8.0f), __saturatef(1.7f), __logf(x), static_cast<float>(__float2int_rn(2.5f)),
+                 __bfloat162float(__hfma(hb, hb, hb)), __bfloat162float(hexp(__float2bfloat16(0.0f))),
+                 __bfloat162float(hsqrt(__float2bfloat16(4.0f))), __half2float(hh), __half2float(__hfma(hh, hh, hh)),
+                 __low2float(pair), __high2float(pair), m.x + 10.0f * m.w, static_cast<float>(__popc(0xF0F0u)),
+                 static_cast<float>(__clz(1)), static_cast<float>(__ffs(8)), static_cast<float>(__brev(1u) >> 28),
+                 static_cast<float>(max(3, 7) + min(2u, 5u)), max(-1.0f, 2.0f), __int_as_float(__float_as_int(x))};
+  for (int i = 0; i < 24; ++i) out[threadIdx.x * 24 + i] = r[i];
+}
+
 }  // namespace simclr::emu
+
+TEST_CASE("emulator: math intrinsics, bf16/half and vector types on the host", "[emu]") {
+  std::vector<float> out(2 * 24, 0.0f);
+  const float4 v{1.0f, 2.0f, 3.0f, 4.0f};
+  launch_nobarrier(emu::math_kernel, dim3(1), dim3(2), 0, nullptr, out.data(), &v);
+  const float want[24] = {std::exp(0.75f), std::exp2(0.75f), 0.75f, 0.5f, 7.0f, 0.125f, 1.0f, std::log(0.75f), 2.0f,
+                          3.75f, 1.0f, 2.0f, -2.25f, 2.8125f, 3.0f, -4.0f, 4.0f + 10.0f * 1.0f, 8.0f, 31.0f, 4.0f,
+                          8.0f, 9.0f, 2.0f, 0.75f};
+  for (int t = 0; t < 2; ++t)
+    for (int i = 0; i < 24; ++i) {
+      INFO("value " << i);
+      CHECK(out[static_cast<size_t>(t * 24 + i)] == Approx(want[i]).epsilon(1e-6));
+    }
+}
 
 // ============================================================ correct kernels (selftest.cu)
 TEST_CASE("emulator: block reduction matches the host sum at several block sizes", "[emu]") {

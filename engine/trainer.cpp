@@ -2,8 +2,10 @@
 #include "engine/trainer.h"
 
 #include <cblas.h>
+#include <strings.h>
 #include <malloc.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdarg>
@@ -80,15 +82,31 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, ParamStore& 
   return std::make_unique<AdamW>(a, store);
 }
 
+void prefer_avx512_blas(char** argv) {
+  if (std::getenv("SIMCLR_KEEP_BLAS_CORE") != nullptr || std::getenv("SIMCLR_BLAS_REEXEC") != nullptr) return;
+  const char* forced = std::getenv("OPENBLAS_CORETYPE");
+  if (forced != nullptr && strcasecmp(forced, "haswell") != 0 && strcasecmp(forced, "zen") != 0) return;
+  __builtin_cpu_init();
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+    return;
+  const std::string core = openblas_get_corename();
+  if (strcasecmp(core.c_str(), "haswell") != 0 && strcasecmp(core.c_str(), "zen") != 0) return;
+  setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+  setenv("SIMCLR_BLAS_REEXEC", "1", 1);  // once only
+  execv("/proc/self/exe", argv);         // returns only on failure: carry on with the kernels we have
+  if (forced) setenv("OPENBLAS_CORETYPE", forced, 1);
+}
+
 void tune_host_allocator() {
   // Each step allocates the same activation and gradient buffers again (up
   // to ~26 MB each for the quickstart model). glibc would map the larger ones
   // fresh with mmap and return them at free, so every step pays the page
   // faults again; a fixed 32 MiB mmap threshold (glibc's maximum) and a high
-  // trim threshold keep them in the heap for reuse. Measured on the
+  // trimming switched off keep them in the heap for reuse. Measured on the
   // quickstart step: about 1.5x faster on this machine.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, -1);  // never give heap memory back
 }
 
 int set_compute_threads(int threads) {

@@ -52,9 +52,21 @@ json model_arch_json(const RunConfig& c, const SimclrModel& m);
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, ParamStore& store);
 
+// OpenBLAS 0.3.21 does not know AMD Zen 4/5: on its own it falls back to old
+// kernels, and environments then pin OPENBLAS_CORETYPE=Haswell (AVX2), as
+// this project's machines do. On a CPU with AVX-512 (F, BW, VL, DQ) its
+// SkylakeX kernels run our convolution GEMMs about twice as fast (the whole
+// test suite passes with them). OpenBLAS reads OPENBLAS_CORETYPE only when it
+// loads, so this sets OPENBLAS_CORETYPE=SkylakeX and re-executes the program
+// (/proc/self/exe, same argv) once, when OpenBLAS runs its Haswell or Zen
+// kernels (by its own choice or by OPENBLAS_CORETYPE=Haswell/Zen) on such a
+// CPU. Any other OPENBLAS_CORETYPE is respected; SIMCLR_KEEP_BLAS_CORE=1 turns
+// this off. Call first thing in main(); `simclr version` shows the core used.
+void prefer_avx512_blas(char** argv);
+
 // Keeps large host buffers in glibc's heap between steps (mallopt: mmap
-// threshold 32 MiB, trim threshold 1 GiB) instead of mapping and faulting
-// them in again every step. Process-wide; train() calls it.
+// threshold 32 MiB, no trimming) instead of mapping and faulting them in
+// again every step. Process-wide; train() calls it.
 void tune_host_allocator();
 
 // Sets OpenMP and OpenBLAS threads (0: all cores). Returns the count used.

@@ -309,7 +309,14 @@ KnnResult knn_eval(const FeatureSet& train, const FeatureSet& test, int k, doubl
   int K = std::max(train.num_classes, test.num_classes);
   const int64_t* ytr = train.y.data<int64_t>();
   const int64_t* yte = test.y.data<int64_t>();
-  for (int64_t i = 0; i < n; i++) K = std::max<int>(K, static_cast<int>(ytr[i]) + 1);
+  for (int64_t i = 0; i < n; i++) {
+    SIMCLR_CHECK(ytr[i] >= 0, "kNN: the train split has unlabelled images");
+    K = std::max<int>(K, static_cast<int>(ytr[i]) + 1);
+  }
+  for (int64_t i = 0; i < m; i++) {
+    SIMCLR_CHECK(yte[i] >= 0, "kNN: the test split has unlabelled images");
+    K = std::max<int>(K, static_cast<int>(yte[i]) + 1);
+  }
   auto normalised = [D](const FeatureSet& fs) {
     std::vector<float> out(static_cast<size_t>(fs.n() * D));
     const float* p = fs.x.data<float>();

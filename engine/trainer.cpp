@@ -414,7 +414,12 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
           fmt_duration(elapsed).c_str());
       epoch_loss = 0;
       epoch_steps = 0;
-      if (cfg.eval.knn_every > 0 && done_epochs % cfg.eval.knn_every == 0) run_knn(done_epochs);
+      if (cfg.eval.knn_every > 0 && done_epochs % cfg.eval.knn_every == 0) {
+        if (train_ds->num_classes() > 0)
+          run_knn(done_epochs);
+        else if (done_epochs == cfg.eval.knn_every)
+          say(opt, "note: eval.knn_every is set but '%s' has no labels: no kNN monitor\n", train_ds->describe().c_str());
+      }
       const bool ck_due = tc.checkpoint_every > 0 && done_epochs % tc.checkpoint_every == 0;
       if (ck_due || step == total || step == stop_at) save(last_loss);
     } else if (step == stop_at) {

@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #ifdef SIMCLR_EMU
 #include "engine/cuda_emu.h"

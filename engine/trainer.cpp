@@ -440,4 +440,27 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
   return res;
 }
 
+StepTiming measure_step_seconds(const RunConfig& cfg, int steps) {
+  set_compute_threads(cfg.train.threads);
+  tune_host_allocator();
+  std::shared_ptr<Dataset> ds = open_dataset(cfg.data, cfg.data.split);
+  Loader loader(ds, cfg.data, train_loader_options(cfg.data, cfg.train.batch, cfg.train.seed));
+  SimclrModel model(cfg.model, &cfg.head);
+  model.init(cfg.train.seed);
+  std::unique_ptr<Optimizer> optim = make_optimizer(cfg.optimizer, model.store);
+  double t0 = 0;
+  for (int s = 0; s <= steps; s++) {
+    if (s == 1) t0 = now_s();
+    Batch b = loader.next();
+    model.store.zero_grad();
+    Tensor loss = ntxent(model.head->forward(model.encoder->forward(b.views, true), true), cfg.temperature);
+    backward(loss);
+    optim->step(0.0);
+  }
+  StepTiming t;
+  t.seconds_per_step = (now_s() - t0) / std::max(steps, 1);
+  t.steps_per_epoch = loader.batches_per_epoch();
+  return t;
+}
+
 }  // namespace simclr

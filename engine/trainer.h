@@ -98,6 +98,15 @@ struct TrainResult {
 
 TrainResult train(const RunConfig& cfg, const TrainOptions& opt);
 
+// Wall seconds per training step (loader, forward, NT-Xent, backward, LARS)
+// of cfg's model and batch on this machine: `steps` steps after one warm-up
+// step, on a throw-away model with real batches (nothing is written).
+struct StepTiming {
+  double seconds_per_step = 0;
+  int64_t steps_per_epoch = 0;
+};
+StepTiming measure_step_seconds(const RunConfig& cfg, int steps);
+
 // Appends one JSON line to <run_dir>/metrics.jsonl.
 void append_metrics(const std::string& run_dir, const json& line);
 

@@ -1,12 +1,13 @@
 // tools/simclr.cpp - the simclr command: one flat main over the library.
 //   simclr train run.json [--set key.path=value ...] [--resume]
 //   simclr eval <checkpoint | run.json> [--random-init] [--knn] [--no-linear] [--set ...]   (alias linear-eval)
-//   simclr quickstart [--epochs N] [--run-dir DIR] [--set ...]
+//   simclr quickstart [--epochs N|auto] [--budget S] [--run-dir DIR] [--set ...]
 //   simclr preview run.json --out grid.png [...]                (data/preview.h)
 //   simclr embed --weights W --data D --out features.npy [...]  (engine/embed.h)
 //   simclr version
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -61,7 +62,10 @@ static const char* kUsage =
     "      config (ResNet-18, CIFAR stem, width 0.25, batch 256, LARS, tau 0.5; see\n"
     "      docs/results.md), then linear-probe test accuracy of the pretrained encoder\n"
     "      next to a random-init encoder and raw pixels, and the wall time.\n"
-    "      --epochs N             pretraining epochs (default: the embedded config's)\n"
+    "      --epochs N|auto        pretraining epochs; auto (default): as many as fit the\n"
+    "                             budget on this machine, measured on a few steps first\n"
+    "                             (at least 3, the PyTorch reference recipe's count)\n"
+    "      --budget SECONDS       pretraining time budget for --epochs auto (default 540)\n"
     "      --run-dir DIR          default runs/quickstart (a previous run there is\n"
     "                             moved to DIR.prev)\n"
     "      --set key.path=value   override any key of the embedded config\n"
@@ -134,7 +138,8 @@ int main(int argc, char** argv) {
     // ---- flags
     std::vector<std::string> positional, overrides;
     bool resume = false, random_init = false, knn = false, no_linear = false, raw_pixels = false;
-    int64_t epochs = 0;
+    int64_t epochs = 0;  // quickstart: 0 = auto
+    double budget = 540;
     std::string run_dir;
     for (int i = 2; i < argc; i++) {
       std::string a = argv[i];
@@ -162,8 +167,15 @@ int main(int argc, char** argv) {
       } else if (a == "--epochs" && cmd == "quickstart") {
         std::string v = value();
         char* end = nullptr;
-        epochs = std::strtoll(v.c_str(), &end, 10);
-        SIMCLR_CHECK(end && *end == 0 && epochs >= 1, "quickstart: --epochs expects a positive integer, got '", v, "'");
+        epochs = v == "auto" ? 0 : std::strtoll(v.c_str(), &end, 10);
+        SIMCLR_CHECK(v == "auto" || (end && *end == 0 && epochs >= 1),
+                     "quickstart: --epochs expects a positive integer or auto, got '", v, "'");
+      } else if (a == "--budget" && cmd == "quickstart") {
+        std::string v = value();
+        char* end = nullptr;
+        budget = std::strtod(v.c_str(), &end);
+        SIMCLR_CHECK(end && *end == 0 && budget >= 10 && budget <= 1e6,
+                     "quickstart: --budget expects seconds in [10, 1000000], got '", v, "'");
       } else if (a == "--run-dir" && cmd == "quickstart") {
         run_dir = value();
       } else if (!a.empty() && a[0] == '-') {
@@ -296,7 +308,6 @@ int main(int argc, char** argv) {
     SIMCLR_CHECK(positional.empty(), "quickstart: unexpected argument '", positional.empty() ? "" : positional[0], "'");
     const double t_all = now_s();
     json root = quickstart_config();
-    if (epochs > 0) root["train"]["epochs"] = epochs;
     if (!run_dir.empty()) root["train"]["run_dir"] = run_dir;
     for (const std::string& o : overrides) apply_override(root, o);
     RunConfig cfg = parse_run_config(root);
@@ -304,6 +315,24 @@ int main(int argc, char** argv) {
     std::printf("simclr quickstart: SimCLR on Fashion-MNIST, then linear evaluation against two baselines\n");
     std::printf("machine: %d CPU cores; BLAS: %s; CUDA: %s\n", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)),
                 blas_info().c_str(), cuda_available() ? "available" : cuda_unavailable_reason().c_str());
+    const json embedded = quickstart_config();
+    if (epochs == 0 && root["train"]["epochs"] != embedded["train"]["epochs"])
+      epochs = root["train"]["epochs"].get<int64_t>();  // --set train.epochs=N
+    if (epochs == 0) {
+      // As many epochs as fit the budget (at least the reference recipe's 3),
+      // the warm-up kept at 5% of the steps.
+      StepTiming t = measure_step_seconds(cfg, 4);
+      const double epoch_s = t.seconds_per_step * static_cast<double>(t.steps_per_epoch);
+      epochs = std::clamp<int64_t>(static_cast<int64_t>(budget / (1.03 * epoch_s)), 3, 100);
+      std::printf("calibration: %.3f s/step on this machine -> %lld epochs (%lld steps, about %s) for the %s budget%s\n",
+                  t.seconds_per_step, static_cast<long long>(epochs), static_cast<long long>(epochs * t.steps_per_epoch),
+                  fmt_time(epoch_s * static_cast<double>(epochs)).c_str(), fmt_time(budget).c_str(),
+                  epoch_s * 3 > budget ? " (3 epochs do not fit: running the minimum anyway)" : "");
+    }
+    root["train"]["epochs"] = epochs;
+    if (root["schedule"]["warmup_epochs"] == embedded["schedule"]["warmup_epochs"])
+      root["schedule"]["warmup_epochs"] = 0.05 * static_cast<double>(epochs);  // 5% unless --set
+    cfg = parse_run_config(root);
     if (fs::exists(cfg.train.run_dir) && !fs::is_empty(cfg.train.run_dir)) {
       const std::string prev = cfg.train.run_dir + ".prev";
       fs::remove_all(prev);

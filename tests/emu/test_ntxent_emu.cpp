@@ -222,6 +222,43 @@ TEST_CASE("ntxent emu: identical embeddings give log(2N-1) and a zero gradient",
   }
 }
 
+TEST_CASE("ntxent emu: orthogonal embeddings, closed-form loss and gradient", "[emu][ntxent]") {
+  // z_i = a_i e_σ(i): every s_ik = 0 (exact in bf16), ℓ_i = log(V-1) and
+  // dL/dz_i = 1/(Vτ a_i) [(2/(V-1)) Σ_{k≠i} e_σ(k) - 2 e_σ(p(i))] (tests/test_ntxent.cpp).
+  const int64_t V = 40, D = 70, N = V / 2;
+  std::vector<bf16> z(V * D, bf16(0.0f));
+  std::vector<int> sigma(V);
+  std::vector<float> a(V);
+  for (int64_t i = 0; i < V; i++) {
+    sigma[i] = static_cast<int>((i * 37 + 11) % D);  // distinct: 37 is invertible mod 70
+    a[i] = 0.5f + 0.25f * (i % 5);
+    z[i * D + sigma[i]] = bf16(a[i]);
+  }
+  const double tau = 0.1;
+  const int ks = emu::ntxent_resolve_ksplit(2, V, V);
+  std::vector<unsigned char> ws(emu::ntxent_workspace_bytes(V, D, V, false, ks), 0xFF);
+  std::vector<float> lse(V);
+  std::vector<bf16> dz(V * D, bf16(0.0f));
+  float loss = NAN, one = 1.0f;
+  emu::ntxent_forward(&loss, lse.data(), z.data(), ws.data(), V, D, tau, 0, V, ks, nullptr);
+  emu::ntxent_backward(dz.data(), z.data(), lse.data(), &one, ws.data(), V, D, tau, 0, V, ks, nullptr);
+  CHECK(std::abs(loss - std::log(39.0)) < 1e-5);
+  double err = 0, gmax = 0;
+  for (int64_t i = 0; i < V; i++) {
+    std::vector<double> want(D, 0.0);
+    for (int64_t k = 0; k < V; k++)
+      if (k != i) want[sigma[k]] += 2.0 / (V - 1);
+    want[sigma[(i + N) % V]] -= 2.0;
+    for (int64_t c = 0; c < D; c++) {
+      const double w = want[c] / (V * tau * a[i]);
+      err = std::max(err, std::abs(static_cast<float>(dz[i * D + c]) - w));
+      gmax = std::max(gmax, std::abs(w));
+    }
+  }
+  INFO("rel err " << err / gmax);
+  CHECK(err / gmax < 1e-2);  // G (2/(V-1) per key) and the output are rounded to bf16
+}
+
 TEST_CASE("ntxent emu: launcher guards", "[emu][ntxent]") {
   std::vector<float> z(8 * 4, 1.0f), lse(8);
   float loss = 0;

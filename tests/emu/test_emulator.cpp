@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -199,7 +200,37 @@ __global__ void math_kernel(float* out, const float4* v4) {
   for (int i = 0; i < 24; ++i) out[threadIdx.x * 24 + i] = r[i];
 }
 
+// Exactly one thread wins the compare-and-swap; everyone counts in.
+__global__ void cas_kernel(int* winner, int* count, unsigned long long* big) {
+  const int me = static_cast<int>(threadIdx.x) + 1;
+  if (atomicCAS(winner, 0, me) == 0) atomicAdd(count, 100);
+  atomicAdd(count, 1);
+  atomicMax(big, 1000ull + threadIdx.x);
+}
+
 }  // namespace simclr::emu
+
+TEST_CASE("emulator: atomicCAS has one winner; EMU_ORDER is validated", "[emu]") {
+  int winner = 0, count = 0;
+  unsigned long long big = 0;
+  launch_nobarrier(emu::cas_kernel, dim3(1), dim3(64), 0, nullptr, &winner, &count, &big);
+  CHECK(count == 164);
+  CHECK(big == 1063ull);
+  CHECK((winner >= 1 && winner <= 64));
+  if (emu::current_order() == emu::Order::forward) CHECK(winner == 1);  // thread 0 runs first
+  if (emu::current_order() == emu::Order::reverse) CHECK(winner == 64);
+
+  const char* old = std::getenv("EMU_ORDER");
+  std::string saved = old ? old : "";
+  setenv("EMU_ORDER", "sideways", 1);
+  CHECK_THAT(error_of([] { emu::reset_order_from_env(); }), Contains("EMU_ORDER='sideways'"));
+  setenv("EMU_ORDER", "seeded:17", 1);
+  emu::reset_order_from_env();
+  CHECK(emu::current_order() == emu::Order::seeded);
+  if (old) setenv("EMU_ORDER", saved.c_str(), 1);
+  else unsetenv("EMU_ORDER");
+  emu::reset_order_from_env();
+}
 
 TEST_CASE("emulator: math intrinsics, bf16/half and vector types on the host", "[emu]") {
   std::vector<float> out(2 * 24, 0.0f);

@@ -210,7 +210,7 @@ __global__ void cas_kernel(int* winner, int* count, unsigned long long* big) {
 
 }  // namespace simclr::emu
 
-TEST_CASE("emulator: atomicCAS has one winner; EMU_ORDER is validated", "[emu]") {
+TEST_CASE("emulator: atomicCAS has one winner and EMU_ORDER is validated", "[emu]") {
   int winner = 0, count = 0;
   unsigned long long big = 0;
   launch_nobarrier(emu::cas_kernel, dim3(1), dim3(64), 0, nullptr, &winner, &count, &big);

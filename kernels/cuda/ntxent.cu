@@ -1,7 +1,8 @@
 // kernels/cuda/ntxent.cu - fused NT-Xent on tensor cores, the CUDA twin of
 // kernels/cpu/ntxent.cpp (contract and distributed form: kernels/ntxent.h).
 // Compiled by nvcc (simclr::gpu) and, unchanged, by the host compiler for the
-// kernel emulator (simclr::emu); the cuBLAS baseline at the end is GPU-only.
+// kernel emulator (simclr::emu); the unfused baseline at the end calls cuBLAS
+// on the GPU and a plain column-major GEMM loop under the emulator.
 //
 // Shape legend: V = 2N rows (views, global), D features, Dp = D rounded up to
 // 64, R = r1 - r0 local rows (queries), BM = 128 rows per block, BN = 64 keys
@@ -56,7 +57,7 @@
 //    ẑ planes [planes][V][Dp] bf16 (zero-padded features), inv_norm, spos_i =
 //    ŝ_{i,p(i)} from the same rounded values the tensor cores see, and for the
 //    backward rk_k = exp(1/τ - lse_k) (zero past V). O(V·D).
-// 2. ntxent_tiles_kernel<PLANES, BWD, NS>: grid (ceil(R/BM), ksplit, slabs),
+// 2. ntxent_tiles_kernel<PLANES, BWD, NS, QREG>: grid (ceil(R/BM), ksplit, slabs),
 //    128 threads = 4 warps, warp w owns rows [32w, 32w+32) of the block's 128
 //    query rows. Block y takes a contiguous range of key tiles (key split,
 //    so small V still fills the device; the partials are summed in a fixed
@@ -64,8 +65,11 @@
 //    Q chunk (resident in shared memory for the whole block when it fits:
 //    planes·Dp <= 256 features) and K chunk arrive by cp.async in a 3-4 stage
 //    ring; each warp computes its 32x64 S tile with ldmatrix + mma.m16n8k16
-//    (2 m16 x 8 n8 fragments, each K fragment used for 2 row tiles). After
-//    the last chunk of a tile:
+//    (2 m16 x 8 n8 fragments, each K fragment used for 2 row tiles). The bf16
+//    forward with Dp <= 128 (QREG = Dp/64 chunks) moves the warp's Q
+//    fragments into registers once, saving a third of the ldmatrix traffic
+//    (the backward has no registers left for that). After the last chunk of
+//    a tile:
 //      forward: E = exp2(c·s - c), diagonal and keys >= V masked (only on the
 //        tiles that touch them), 16-term partial row sums, Kahan across tiles;
 //        at the end a quad shuffle gives each row's partial Σ.
@@ -83,8 +87,10 @@
 //    bank groups (no conflicts).
 // 3. ntxent_finish_forward_kernel (one block): lse_i = 1/τ + log Σ_split,
 //    loss = Σ ℓ_i / V. ntxent_finish_backward_kernel (one warp per row): sums
-//    the split partials, applies 1/(Vτ)·dloss and -2ẑ_p from z in fp32, and
-//    the normalisation backward; dz += result (dz in z's dtype).
+//    the split partials, subtracts 2ẑ_p with the same rounded ẑ_p the tensor
+//    cores used (so that it cancels G_jp ẑ_p exactly when the positive
+//    dominates), scales by dloss/(Vτ), and applies the normalisation backward
+//    with ẑ_j recomputed in fp32 from z; dz += result (dz in z's dtype).
 //
 // Performance notes (targets: H100, bf16, 2N = 8192, d = 128). Per similarity
 // the forward costs 2d tensor FLOPs + 1 exp; the backward 4d FLOPs + 1 exp.
@@ -574,15 +580,31 @@ __global__ void __launch_bounds__(256)
     }
     return s * scale;
   };
-  float dot = 0.0f;
-  for (int c = lane; c < D; c += 32) dot = fmaf(to_float(z[j * D + c]) * inv_j, dzhat(c), dot);
-  dot = warp_sum(dot);
   const bool tiny = inv_j >= 1.0f / 1e-12f;  // |z_j| <= eps (exactly the prepass value): ẑ = z/eps, no projection
-  for (int c = lane; c < D; c += 32) {
+  auto emit = [&](int c, float g_hat, float dot) {
     const float zh = to_float(z[j * D + c]) * inv_j;
-    const float g = tiny ? dzhat(c) * inv_j : (dzhat(c) - zh * dot) * inv_j;
+    const float g = tiny ? g_hat * inv_j : (g_hat - zh * dot) * inv_j;
     T& out = dz[row * D + c];
     out = from_float<T>(to_float(out) + g);
+  };
+  float dot = 0.0f;
+  constexpr int kCache = 8;  // rows with D <= 256 keep dẑ in registers: the partials are read once
+  if (D <= 32 * kCache) {
+    float cache[kCache];
+NTX_UNROLL
+    for (int u = 0; u < kCache; ++u) {
+      const int c = lane + 32 * u;
+      cache[u] = c < D ? dzhat(c) : 0.0f;
+      if (c < D) dot = fmaf(to_float(z[j * D + c]) * inv_j, cache[u], dot);
+    }
+    dot = warp_sum(dot);
+NTX_UNROLL
+    for (int u = 0; u < kCache; ++u)
+      if (lane + 32 * u < D) emit(lane + 32 * u, cache[u], dot);
+  } else {
+    for (int c = lane; c < D; c += 32) dot = fmaf(to_float(z[j * D + c]) * inv_j, dzhat(c), dot);
+    dot = warp_sum(dot);
+    for (int c = lane; c < D; c += 32) emit(c, dzhat(c), dot);
   }
 }
 

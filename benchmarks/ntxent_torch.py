@@ -114,8 +114,12 @@ def main():
     if "compile" in modes:
         torch._dynamo.config.cache_size_limit = 64
         impls.append(("torch-compile", torch.compile(ntxent, dynamic=False)))
+    try:
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+    except Exception:  # newer precision API
+        tf32 = "?"
     print(f"ntxent_torch: torch {torch.__version__} on {name}, {a.dtype}, d={a.d}, tau={a.tau}, "
-          f"matmul tf32 {torch.backends.cuda.matmul.allow_tf32}", file=sys.stderr if a.json else sys.stdout)
+          f"matmul tf32 {tf32}", file=sys.stderr if a.json else sys.stdout)
     for V in sizes:
         for impl, f in impls:
             for m in measure(impl, f, V, a.d, dtype, a.tau, a.warmup, a.iters):

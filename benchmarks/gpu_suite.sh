@@ -28,7 +28,8 @@
 #   JOBS                  build parallelism              (default nproc)
 #   PYTHON                python with torch for compare  (default python3)
 #   SIMCLR_COMMIT         commit to record when there is no .git
-#   QUICK=1               bench: skip the fp32 sweep; compare: 8192 only
+#   QUICK=1               bench: skip the fp32 sweep and the ksplit scan; compare: 8192 only
+#   COMPARE_SIZES         2N values of the compare stage  (default "8192 32768 131072")
 #   ALLOW_NO_GPU=1        check/configure/build without a GPU (to try the carried prefix)
 # Where a dependency is looked for, in order: $SIMCLR_DEVICE_PREFIX, /usr,
 # /usr/local, $CONDA_PREFIX, the CUDA toolkit, and (cuDNN, NCCL) the nvidia-*
@@ -305,7 +306,7 @@ do_bench() {
 }
 
 do_compare() {
-  local sizes="8192 32768 131072"
+  local sizes="${COMPARE_SIZES:-8192 32768 131072}"
   [ "${QUICK:-0}" = 1 ] && sizes="8192"
   local commit
   commit="$(cd "$repo" && git rev-parse --short=12 HEAD 2>/dev/null || echo "${SIMCLR_COMMIT:-$(cut -c1-12 "$PREFIX/COMMIT" 2>/dev/null)}")"

@@ -29,6 +29,19 @@ Tensor grad_for(const Tensor& t) {
   return g;
 }
 
+Tensor grad_for_write(const Tensor& t, bool* accumulate) {
+  if (!t.defined() || !t.requires_grad()) return Tensor();
+  Tensor g = t.grad();
+  if (g.defined()) {
+    *accumulate = true;
+    return g;
+  }
+  g = Tensor::empty(t.shape(), t.dtype(), t.device());
+  t.impl().grad = g.impl_ptr();
+  *accumulate = false;
+  return g;
+}
+
 void record(const char* op, std::function<void()> backward) { t_tape.push_back({op, std::move(backward)}); }
 
 size_t tape_size() { return t_tape.size(); }

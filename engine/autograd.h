@@ -42,6 +42,14 @@ bool needs_grad(std::initializer_list<Tensor> inputs);
 // on first use.
 Tensor grad_for(const Tensor& t);
 
+// For backward kernels that can either write (=) or accumulate (+=): when t
+// requires grad but has no gradient yet, allocates it UNINITIALISED and sets
+// *accumulate = false (the kernel must then write every element, saving the
+// zero fill and a read); otherwise returns the existing buffer with
+// *accumulate = true. Undefined (and *accumulate untouched) when t does not
+// require grad.
+Tensor grad_for_write(const Tensor& t, bool* accumulate);
+
 // Append a node to this thread's tape.
 void record(const char* op, std::function<void()> backward);
 

@@ -5,7 +5,7 @@ namespace simclr {
 
 namespace {
 constexpr const char* kOpNames[] = {
-    "relu",       "add",           "sum_product",   "mean",   "scale",
+    "relu",       "add",           "add_relu",      "sum_product",   "mean",   "scale",
     "linear",     "conv2d",        "max_pool2d",    "global_avg_pool",
     "batch_norm", "l2_normalize",  "cross_entropy", "ntxent",
 };

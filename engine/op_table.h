@@ -9,6 +9,7 @@ namespace simclr {
 enum class Op : uint8_t {
   relu,
   add,
+  add_relu,
   sum_product,
   mean,
   scale,

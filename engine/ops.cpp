@@ -21,11 +21,14 @@ Tensor relu(const Tensor& x) {
   if (needs_grad({x})) {
     y.set_requires_grad();
     record("relu", [x, y]() {
-      Tensor gy = y.grad(), gx = grad_for(x);
-      if (!gy.defined() || !gx.defined()) return;
+      Tensor gy = y.grad();
+      if (!gy.defined()) return;
+      bool accumulate = true;
+      Tensor gx = grad_for_write(x, &accumulate);
+      if (!gx.defined()) return;
       dispatch_cpu_float(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        cpu::relu_backward(gx.data<T>(), gy.data<T>(), y.data<T>(), x.numel());
+        cpu::relu_backward(gx.data<T>(), accumulate, gy.data<T>(), y.data<T>(), x.numel());
       });
     });
   }
@@ -50,9 +53,42 @@ Tensor add(const Tensor& a, const Tensor& b) {
       dispatch_cpu_float(a.dtype(), [&](auto tag) {
         using T = decltype(tag);
         for (const Tensor& in : {a, b}) {
-          Tensor g = grad_for(in);
-          if (g.defined()) cpu::axpy(g.data<T>(), gy.data<T>(), T(1), a.numel());
+          bool accumulate = true;
+          Tensor g = grad_for_write(in, &accumulate);
+          if (!g.defined()) continue;
+          if (accumulate)
+            cpu::axpy(g.data<T>(), gy.data<T>(), T(1), a.numel());
+          else
+            g.copy_from(gy);  // a fresh gradient: a copy, no zero fill and add
         }
+      });
+    });
+  }
+  return y;
+}
+
+Tensor add_relu(const Tensor& a, const Tensor& b) {
+  check_supported(Op::add_relu, a.device(), a.dtype());
+  check_same_device("add_relu", a, b);
+  check_same_dtype("add_relu", a, b);
+  check_shape("add_relu", b, a.shape());
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  dispatch_cpu_float(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    cpu::add_relu_forward(y.data<T>(), a.data<T>(), b.data<T>(), a.numel());
+  });
+  if (needs_grad({a, b})) {
+    y.set_requires_grad();
+    record("add_relu", [a, b, y]() {
+      Tensor gy = y.grad();
+      if (!gy.defined()) return;
+      bool acc_a = true, acc_b = true;
+      Tensor ga = grad_for_write(a, &acc_a);
+      Tensor gb = grad_for_write(b, &acc_b);  // after a's: add_relu(x, x) accumulates the second share
+      dispatch_cpu_float(a.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+        cpu::add_relu_backward(ptr(ga), acc_a, ptr(gb), acc_b, gy.data<T>(), y.data<T>(), a.numel());
       });
     });
   }

@@ -19,6 +19,9 @@ class Communicator;  // engine/comm.h
 // ---- elementwise
 Tensor relu(const Tensor& x);                   // any shape
 Tensor add(const Tensor& a, const Tensor& b);   // same shape (residual)
+// max(a + b, 0): a residual block's sum and ReLU in one sweep, no intermediate
+// tensor (same values and gradients as relu(add(a, b))).
+Tensor add_relu(const Tensor& a, const Tensor& b);
 // Σ_i a_i r_i as a 1-element tensor; r is a constant (no grad). Used by the
 // gradient checker to turn any output into a scalar with a random cotangent.
 Tensor sum_product(const Tensor& a, const Tensor& r);
@@ -53,8 +56,11 @@ Tensor global_avg_pool(const Tensor& x);
 // stay per-rank (the gradient all-reduce sums them); comm must outlive backward.
 // gamma/beta have x's dtype; running_* are buffers, f32 or f64 whatever x's
 // dtype (updated in double, stored in their own dtype).
+// relu: the fused BN+ReLU, y = max(BN(x), 0), one sweep instead of two and
+// no intermediate tensor (same values and gradients as relu(batch_norm(x))).
 struct BatchNormOptions {
   bool training = true;
+  bool relu = false;
   double momentum = 0.1;
   double eps = 1e-5;
   Communicator* comm = nullptr;

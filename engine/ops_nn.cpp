@@ -48,15 +48,29 @@ Tensor conv2d(const Tensor& x, const Tensor& w, int stride, int padding) {
   SIMCLR_CHECK(s.H + 2 * s.pad >= s.kH && s.W + 2 * s.pad >= s.kW, "conv2d: kernel ", s.kH, "x", s.kW,
                " does not fit input ", x.describe(), " with padding ", padding);
   Tensor y = Tensor::empty({s.N, s.Ho(), s.Wo(), s.O}, x.dtype(), x.device());
-  dispatch_cpu_float(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::conv2d_forward(y.data<T>(), x.data<T>(), w.data<T>(), s);
-  });
+  // f32 runs oneDNN (kernels/cpu/conv2d_dnnl.cpp) when available; f64 (gradient
+  // checks) and builds without oneDNN run the im2col reference.
+  const bool fast = x.dtype() == DType::f32 && cpu::conv2d_fast_available();
+  if (fast) {
+    cpu::conv2d_forward_fast(y.data<float>(), x.data<float>(), w.data<float>(), s);
+  } else {
+    dispatch_cpu_float(x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      cpu::conv2d_forward(y.data<T>(), x.data<T>(), w.data<T>(), s);
+    });
+  }
   if (needs_grad({x, w})) {
     y.set_requires_grad();
-    record("conv2d", [x, w, y, s]() {
+    record("conv2d", [x, w, y, s, fast]() {
       Tensor gy = y.grad();
       if (!gy.defined()) return;
+      if (fast) {
+        bool accumulate = true;
+        Tensor gx = grad_for_write(x, &accumulate), gw = grad_for(w);
+        cpu::conv2d_backward_fast(ptr_or_null<float>(gx), accumulate, ptr_or_null<float>(gw), gy.data<float>(),
+                                  x.data<float>(), w.data<float>(), s);
+        return;
+      }
       Tensor gx = grad_for(x), gw = grad_for(w);
       dispatch_cpu_float(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
@@ -226,21 +240,25 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
   dispatch_cpu_float(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     cpu::batchnorm_forward(y.data<T>(), x.data<T>(), mean.data<T>(), invstd.data<T>(), ptr_or_null<T>(gamma),
-                           ptr_or_null<T>(beta), M, C);
+                           ptr_or_null<T>(beta), M, C, opt.relu);
   });
 
   if (needs_grad({x, gamma, beta})) {
     y.set_requires_grad();
-    const bool training = opt.training;
-    record("batch_norm", [x, gamma, beta, y, mean, invstd, training, comm, count, M, C]() {
+    const bool training = opt.training, relu = opt.relu;
+    record(relu ? "batch_norm_relu" : "batch_norm", [x, gamma, beta, y, mean, invstd, training, relu, comm, count, M,
+                                                     C]() {
       Tensor gy = y.grad();
       if (!gy.defined()) return;
-      Tensor gx = grad_for(x), gg = grad_for(gamma), gb = grad_for(beta);
+      bool accumulate = true;
+      Tensor gx = grad_for_write(x, &accumulate), gg = grad_for(gamma), gb = grad_for(beta);
       Tensor red = Tensor::zeros({2 * C}, DType::f64, x.device());  // [Σdy C | Σdy·x̂ C]
       double* r = red.data<double>();
       dispatch_cpu_float(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        cpu::batchnorm_backward_reduce(r, r + C, gy.data<T>(), x.data<T>(), mean.data<T>(), invstd.data<T>(), M, C);
+        // with the fused ReLU, y (the output) masks dy inside the kernels
+        cpu::batchnorm_backward_reduce(r, r + C, gy.data<T>(), x.data<T>(), relu ? y.data<T>() : nullptr,
+                                       mean.data<T>(), invstd.data<T>(), M, C);
         // γ and β get this rank's share; the gradient all-reduce sums the ranks.
         if (gg.defined())
           for (int64_t c = 0; c < C; c++) gg.data<T>()[c] += static_cast<T>(r[C + c]);
@@ -257,8 +275,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
       Tensor mdyx = per_channel(mean_dy_xhat, x.dtype(), x.device());
       dispatch_cpu_float(x.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        cpu::batchnorm_backward_dx(gx.data<T>(), gy.data<T>(), x.data<T>(), mean.data<T>(), invstd.data<T>(),
-                                   ptr_or_null<T>(gamma), mdy.data<T>(), mdyx.data<T>(), M, C);
+        cpu::batchnorm_backward_dx(gx.data<T>(), accumulate, gy.data<T>(), x.data<T>(), relu ? y.data<T>() : nullptr,
+                                   mean.data<T>(), invstd.data<T>(), ptr_or_null<T>(gamma), mdy.data<T>(),
+                                   mdyx.data<T>(), M, C);
       });
     });
   }

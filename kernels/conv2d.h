@@ -26,8 +26,15 @@
 //
 // Forward writes y (=). Backward ACCUMULATES (+=) into dx and dw; either may
 // be null (not needed).
+//
+// The fast path (kernels/cpu/conv2d_dnnl.cpp): oneDNN's convolution for f32,
+// used by the conv2d op whenever conv2d_fast_available(); the reference above
+// stays the oracle it is tested against (and serves f64). Setting the
+// environment variable SIMCLR_CPU_CONV=reference makes the op use the
+// reference everywhere (debugging, benchmarks).
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace simclr::cpu {
 
@@ -49,5 +56,17 @@ void conv2d_forward(T* y, const T* x, const T* w, const Conv2dShape& s);
 // (dx and/or dw may be null; x is read only when dw is wanted, w only for dx)
 template <class T>
 void conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Conv2dShape& s);
+
+// ---- fast path (f32)
+// True when this build has oneDNN and SIMCLR_CPU_CONV is not "reference".
+bool conv2d_fast_available();
+// y[N,Ho,Wo,O] = conv(x[N,H,W,C], w[O,kH,kW,C])   (=)
+void conv2d_forward_fast(float* y, const float* x, const float* w, const Conv2dShape& s);
+// dw[O,kH,kW,C] += ∂L/∂w; dx[N,H,W,C] += ∂L/∂x when dx_accumulate, else dx = ∂L/∂x
+// (dx and/or dw may be null).
+void conv2d_backward_fast(float* dx, bool dx_accumulate, float* dw, const float* dy, const float* x, const float* w,
+                          const Conv2dShape& s);
+// Which oneDNN implementations serve this shape (benchmarks, logs).
+std::string conv2d_fast_info(const Conv2dShape& s);
 
 }  // namespace simclr::cpu

@@ -1,12 +1,13 @@
-// kernels/cpu/batchnorm.cpp - CPU reference of kernels/batchnorm.h.
-// Shape legend: M rows, C channels (channels last). Threads split the rows;
-// per-channel sums are reduced from per-thread partials in thread order, so
-// results do not depend on scheduling.
+// kernels/cpu/batchnorm.cpp - CPU kernels of kernels/batchnorm.h (the
+// reference for any GPU twin). Shape legend: M rows, C channels (channels
+// last). Every kernel is one sweep: per-channel coefficients are folded first
+// so the inner loop over c is a plain multiply-add the compiler vectorises.
 #include "kernels/batchnorm.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 namespace simclr::cpu {
@@ -14,14 +15,16 @@ namespace simclr::cpu {
 namespace {
 
 constexpr int64_t kParallelMin = 32768;  // elements below which one thread does it
+constexpr int64_t kBlockRows = 128;      // rows summed in T before adding into double
 
 int row_threads(int64_t M, int64_t C) {
   return M * C > kParallelMin ? std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(M))) : 1;
 }
 
-// Two per-channel double sums a[C], b[C] over rows: f(m, a, b) adds row m.
-template <class F>
-void reduce_rows(double* a, double* b, int64_t M, int64_t C, F&& f) {
+// Two per-channel double sums a[C], b[C] over the rows: block(m0, m1, sa, sb)
+// adds rows [m0, m1) into the T sums sa[C], sb[C] (zeroed before each block).
+template <class T, class F>
+void reduce_rows(double* a, double* b, int64_t M, int64_t C, F&& block) {
   const int nt = row_threads(M, C);
   std::vector<double> part(static_cast<size_t>(nt * 2 * C), 0.0);  // [nt][2][C]
 #pragma omp parallel num_threads(nt)
@@ -29,14 +32,20 @@ void reduce_rows(double* a, double* b, int64_t M, int64_t C, F&& f) {
     const int t = omp_get_thread_num();
     double* pa = part.data() + t * 2 * C;  // [C]
     double* pb = pa + C;                   // [C]
+    std::vector<T> sa(static_cast<size_t>(C)), sb(static_cast<size_t>(C));
     const int64_t begin = M * t / nt, end = M * (t + 1) / nt;
-    for (int64_t m = begin; m < end; m++) f(m, pa, pb);
+    for (int64_t m0 = begin; m0 < end; m0 += kBlockRows) {
+      std::fill(sa.begin(), sa.end(), T(0));
+      std::fill(sb.begin(), sb.end(), T(0));
+      block(m0, std::min(end, m0 + kBlockRows), sa.data(), sb.data());
+      for (int64_t c = 0; c < C; c++) pa[c] += static_cast<double>(sa[c]), pb[c] += static_cast<double>(sb[c]);
+    }
   }
   for (int64_t c = 0; c < C; c++) {
-    double sa = 0, sb = 0;
-    for (int t = 0; t < nt; t++) sa += part[t * 2 * C + c], sb += part[t * 2 * C + C + c];
-    a[c] = sa;
-    b[c] = sb;
+    double ra = 0, rb = 0;
+    for (int t = 0; t < nt; t++) ra += part[t * 2 * C + c], rb += part[t * 2 * C + C + c];
+    a[c] = ra;
+    b[c] = rb;
   }
 }
 
@@ -44,71 +53,125 @@ void reduce_rows(double* a, double* b, int64_t M, int64_t C, F&& f) {
 
 template <class T>
 void batchnorm_stats(double* sum, double* sumsq, const T* x, int64_t M, int64_t C) {
-  reduce_rows(sum, sumsq, M, C, [&](int64_t m, double* s, double* ss) {
-    const T* xm = x + m * C;  // [C]
-    for (int64_t c = 0; c < C; c++) {
-      const double v = static_cast<double>(xm[c]);
-      s[c] += v;
-      ss[c] += v * v;
+  // Sums of the shifted values x - k with k = the first row (a sample, so
+  // within a few standard deviations of the mean): the T block sums stay
+  // small and accurate even when |mean| >> std; converted back exactly enough
+  // in double: Σx = S1 + M·k, Σx² = S2 + 2k·S1 + M·k².
+  std::vector<T> shift(x, x + (M > 0 ? C : 0));
+  shift.resize(static_cast<size_t>(C), T(0));
+  const T* k = shift.data();
+  reduce_rows<T>(sum, sumsq, M, C, [&](int64_t m0, int64_t m1, T* s, T* ss) {
+    for (int64_t m = m0; m < m1; m++) {
+      const T* xm = x + m * C;  // [C]
+      for (int64_t c = 0; c < C; c++) {
+        const T d = xm[c] - k[c];
+        s[c] += d;
+        ss[c] += d * d;
+      }
     }
   });
+  for (int64_t c = 0; c < C; c++) {
+    const double kc = static_cast<double>(k[c]), s1 = sum[c], s2 = sumsq[c], n = static_cast<double>(M);
+    sum[c] = s1 + n * kc;
+    sumsq[c] = s2 + 2 * kc * s1 + n * kc * kc;
+  }
 }
 
 template <class T>
 void batchnorm_forward(T* y, const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, int64_t M,
-                       int64_t C) {
+                       int64_t C, bool relu) {
   std::vector<T> a(static_cast<size_t>(C)), b(static_cast<size_t>(C));  // y = (x - mean)·a + b
   for (int64_t c = 0; c < C; c++) {
     a[c] = invstd[c] * (gamma ? gamma[c] : T(1));
     b[c] = beta ? beta[c] : T(0);
   }
+  const T* pa = a.data();
+  const T* pb = b.data();
+  const T lo = relu ? T(0) : -std::numeric_limits<T>::infinity();
 #pragma omp parallel for if (M * C > kParallelMin)
   for (int64_t m = 0; m < M; m++) {
     const T* xm = x + m * C;  // [C]
     T* ym = y + m * C;        // [C]
-    for (int64_t c = 0; c < C; c++) ym[c] = (xm[c] - mean[c]) * a[c] + b[c];
+    for (int64_t c = 0; c < C; c++) ym[c] = std::max((xm[c] - mean[c]) * pa[c] + pb[c], lo);
   }
 }
 
 template <class T>
-void batchnorm_backward_reduce(double* sum_dy, double* sum_dy_xhat, const T* dy, const T* x, const T* mean,
-                               const T* invstd, int64_t M, int64_t C) {
-  reduce_rows(sum_dy, sum_dy_xhat, M, C, [&](int64_t m, double* sd, double* sdx) {
-    const T* xm = x + m * C;    // [C]
-    const T* dym = dy + m * C;  // [C]
-    for (int64_t c = 0; c < C; c++) {
-      const double g = static_cast<double>(dym[c]);
-      const double xhat = (static_cast<double>(xm[c]) - static_cast<double>(mean[c])) * static_cast<double>(invstd[c]);
-      sd[c] += g;
-      sdx[c] += g * xhat;
+void batchnorm_backward_reduce(double* sum_dy, double* sum_dy_xhat, const T* dy, const T* x, const T* y,
+                               const T* mean, const T* invstd, int64_t M, int64_t C) {
+  // Σ g·(x - mean) per block, scaled by invstd once at the end.
+  std::vector<double> sdxc(static_cast<size_t>(C));
+  reduce_rows<T>(sum_dy, sdxc.data(), M, C, [&](int64_t m0, int64_t m1, T* sd, T* sdx) {
+    for (int64_t m = m0; m < m1; m++) {
+      const T* xm = x + m * C;    // [C]
+      const T* dym = dy + m * C;  // [C]
+      if (y) {
+        const T* ym = y + m * C;  // [C]
+        for (int64_t c = 0; c < C; c++) {
+          const T d = dym[c];  // loaded unconditionally: the select then vectorises
+          const T g = ym[c] > T(0) ? d : T(0);
+          sd[c] += g;
+          sdx[c] += g * (xm[c] - mean[c]);
+        }
+      } else {
+        for (int64_t c = 0; c < C; c++) {
+          sd[c] += dym[c];
+          sdx[c] += dym[c] * (xm[c] - mean[c]);
+        }
+      }
     }
   });
+  for (int64_t c = 0; c < C; c++) sum_dy_xhat[c] = sdxc[c] * static_cast<double>(invstd[c]);
 }
 
 template <class T>
-void batchnorm_backward_dx(T* dx, const T* dy, const T* x, const T* mean, const T* invstd, const T* gamma,
-                           const T* mean_dy, const T* mean_dy_xhat, int64_t M, int64_t C) {
-  std::vector<T> k(static_cast<size_t>(C));  // γ·invstd
-  for (int64_t c = 0; c < C; c++) k[c] = invstd[c] * (gamma ? gamma[c] : T(1));
+void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, const T* y, const T* mean,
+                           const T* invstd, const T* gamma, const T* mean_dy, const T* mean_dy_xhat, int64_t M,
+                           int64_t C) {
+  // dx = k·g + (x - mean)·p + q  with k = γ·invstd, p = -k·invstd·mean_dy_xhat, q = -k·mean_dy
+  std::vector<T> k(static_cast<size_t>(C)), p(static_cast<size_t>(C)), q(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; c++) {
+    k[c] = invstd[c] * (gamma ? gamma[c] : T(1));
+    p[c] = -k[c] * invstd[c] * mean_dy_xhat[c];
+    q[c] = -k[c] * mean_dy[c];
+  }
+  const T* pk = k.data();
+  const T* pp = p.data();
+  const T* pq = q.data();
 #pragma omp parallel for if (M * C > kParallelMin)
   for (int64_t m = 0; m < M; m++) {
     const T* xm = x + m * C;    // [C]
     const T* dym = dy + m * C;  // [C]
     T* dxm = dx + m * C;        // [C]
-    for (int64_t c = 0; c < C; c++) {
-      const T xhat = (xm[c] - mean[c]) * invstd[c];
-      dxm[c] += k[c] * (dym[c] - mean_dy[c] - xhat * mean_dy_xhat[c]);
+    if (y) {
+      const T* ym = y + m * C;  // [C]
+      if (accumulate) {
+        for (int64_t c = 0; c < C; c++) {
+          const T d = dym[c];
+          dxm[c] += pk[c] * (ym[c] > T(0) ? d : T(0)) + (xm[c] - mean[c]) * pp[c] + pq[c];
+        }
+      } else {
+        for (int64_t c = 0; c < C; c++) {
+          const T d = dym[c];
+          dxm[c] = pk[c] * (ym[c] > T(0) ? d : T(0)) + (xm[c] - mean[c]) * pp[c] + pq[c];
+        }
+      }
+    } else if (accumulate) {
+      for (int64_t c = 0; c < C; c++) dxm[c] += pk[c] * dym[c] + (xm[c] - mean[c]) * pp[c] + pq[c];
+    } else {
+      for (int64_t c = 0; c < C; c++) dxm[c] = pk[c] * dym[c] + (xm[c] - mean[c]) * pp[c] + pq[c];
     }
   }
 }
 
-#define INSTANTIATE(T)                                                                                        \
-  template void batchnorm_stats<T>(double*, double*, const T*, int64_t, int64_t);                            \
-  template void batchnorm_forward<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t); \
-  template void batchnorm_backward_reduce<T>(double*, double*, const T*, const T*, const T*, const T*, int64_t, \
-                                             int64_t);                                                        \
-  template void batchnorm_backward_dx<T>(T*, const T*, const T*, const T*, const T*, const T*, const T*,      \
-                                         const T*, int64_t, int64_t);
+#define INSTANTIATE(T)                                                                                          \
+  template void batchnorm_stats<T>(double*, double*, const T*, int64_t, int64_t);                              \
+  template void batchnorm_forward<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,    \
+                                     bool);                                                                     \
+  template void batchnorm_backward_reduce<T>(double*, double*, const T*, const T*, const T*, const T*, const T*, \
+                                             int64_t, int64_t);                                                 \
+  template void batchnorm_backward_dx<T>(T*, bool, const T*, const T*, const T*, const T*, const T*, const T*,  \
+                                         const T*, const T*, int64_t, int64_t);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE

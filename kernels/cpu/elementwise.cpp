@@ -1,6 +1,8 @@
 // kernels/cpu/elementwise.cpp - CPU reference of kernels/elementwise.h.
 #include "kernels/elementwise.h"
 
+#include <algorithm>
+
 #include "engine/blas.h"
 
 namespace simclr::cpu {
@@ -11,16 +13,60 @@ void relu_forward(T* y, const T* x, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = x[i] > T(0) ? x[i] : T(0);
 }
 
+namespace {
+// out (+)= dy * (y > 0). dy is loaded unconditionally so that the select
+// compiles to a blend: a conditional load does not vectorise without masked
+// loads and leaves a branch that mispredicts on about half of the elements.
 template <class T>
-void relu_backward(T* dx, const T* dy, const T* y, int64_t n) {
+void relu_grad_into(T* out, bool accumulate, const T* dy, const T* y, int64_t n) {
+  if (!out) return;
+  if (accumulate) {
 #pragma omp parallel for simd if (n > 32768)
-  for (int64_t i = 0; i < n; i++) dx[i] += y[i] > T(0) ? dy[i] : T(0);
+    for (int64_t i = 0; i < n; i++) {
+      const T g = dy[i];
+      out[i] += y[i] > T(0) ? g : T(0);
+    }
+  } else {
+#pragma omp parallel for simd if (n > 32768)
+    for (int64_t i = 0; i < n; i++) {
+      const T g = dy[i];
+      out[i] = y[i] > T(0) ? g : T(0);
+    }
+  }
+}
+}  // namespace
+
+template <class T>
+void relu_backward(T* dx, bool accumulate, const T* dy, const T* y, int64_t n) {
+  relu_grad_into(dx, accumulate, dy, y, n);
 }
 
 template <class T>
 void add_forward(T* y, const T* a, const T* b, int64_t n) {
 #pragma omp parallel for simd if (n > 32768)
   for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+template <class T>
+void add_relu_forward(T* y, const T* a, const T* b, int64_t n) {
+#pragma omp parallel for simd if (n > 32768)
+  for (int64_t i = 0; i < n; i++) y[i] = std::max(a[i] + b[i], T(0));
+}
+
+template <class T>
+void add_relu_backward(T* da, bool accumulate_a, T* db, bool accumulate_b, const T* dy, const T* y, int64_t n) {
+  if (da && db && !accumulate_a && !accumulate_b) {  // the common case: both fresh, one sweep writes both
+#pragma omp parallel for simd if (n > 32768)
+    for (int64_t i = 0; i < n; i++) {
+      const T g0 = dy[i];
+      const T g = y[i] > T(0) ? g0 : T(0);
+      da[i] = g;
+      db[i] = g;
+    }
+    return;
+  }
+  relu_grad_into(da, accumulate_a, dy, y, n);
+  relu_grad_into(db, accumulate_b, dy, y, n);
 }
 
 template <class T>
@@ -59,8 +105,10 @@ void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, i
 
 #define INSTANTIATE(T)                                                                            \
   template void relu_forward<T>(T*, const T*, int64_t);                                          \
-  template void relu_backward<T>(T*, const T*, const T*, int64_t);                               \
+  template void relu_backward<T>(T*, bool, const T*, const T*, int64_t);                          \
   template void add_forward<T>(T*, const T*, const T*, int64_t);                                 \
+  template void add_relu_forward<T>(T*, const T*, const T*, int64_t);                           \
+  template void add_relu_backward<T>(T*, bool, T*, bool, const T*, const T*, int64_t);           \
   template void axpy<T>(T*, const T*, T, int64_t);                                               \
   template double dot<T>(const T*, const T*, int64_t);                                           \
   template void linear_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);  \

@@ -1,0 +1,235 @@
+// kernels/cpu/conv2d_dnnl.cpp - the fast CPU convolution of kernels/conv2d.h:
+// oneDNN (Debian's libdnnl) for f32, as cuDNN is on the GPU. The im2col +
+// GEMM code in kernels/cpu/conv2d.cpp stays the reference (and serves f64).
+//
+// Layouts: activations NHWC are oneDNN's "nhwc" tag (dims given as N,C,H,W),
+// weights OHWI its "ohwi" tag (dims O,I,kH,kW). The weights format is left to
+// oneDNN ("any", a blocked layout for its AVX2/AVX-512 kernels): our OHWI
+// weights are reordered into it per call (at most 147k values at width 0.25,
+// negligible), and the weight gradient is reordered back with a sum post-op,
+// which is the += of the contract. oneDNN writes diff_src (=); with
+// dx_accumulate it goes to a per-thread scratch buffer first and is added.
+//
+// One cache entry per shape holds the primitive descriptors and primitives
+// (creating them costs far more than a small convolution); entries are never
+// mutated after construction, so concurrent calls (thread ranks) only share
+// read-only state. Scratchpads are user-managed and per calling thread, as
+// oneDNN requires for concurrent execution of one primitive.
+// Threads: oneDNN's OpenMP runtime, omp_get_max_threads() of the caller.
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/check.h"
+#include "kernels/conv2d.h"
+
+#ifdef SIMCLR_WITH_DNNL
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace simclr::cpu {
+
+#ifdef SIMCLR_WITH_DNNL
+
+namespace {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+struct ConvPrims {
+  memory::desc x_md, y_md, w_user_md;  // nhwc, nhwc, ohwi
+  dnnl::convolution_forward::primitive_desc fwd_pd;
+  dnnl::convolution_forward fwd;
+  dnnl::reorder::primitive_desc w_to_fwd_pd;  // only when fwd_pd.weights_desc() != w_user_md
+  dnnl::reorder w_to_fwd;
+  bool fwd_reorder = false;
+  dnnl::convolution_backward_data::primitive_desc bwd_data_pd;
+  dnnl::convolution_backward_data bwd_data;
+  dnnl::reorder::primitive_desc w_to_bwd_data_pd;
+  dnnl::reorder w_to_bwd_data;
+  bool bwd_data_reorder = false;
+  dnnl::convolution_backward_weights::primitive_desc bwd_w_pd;
+  dnnl::convolution_backward_weights bwd_w;
+  dnnl::reorder::primitive_desc dw_accumulate_pd;  // diff_weights (oneDNN layout) -> ohwi with sum: dw += ...
+  dnnl::reorder dw_accumulate;
+};
+
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+
+std::shared_ptr<const ConvPrims> build(const Conv2dShape& s) {
+  auto& eng = cpu_engine();
+  auto p = std::make_shared<ConvPrims>();
+  const memory::dims x_dims{s.N, s.C, s.H, s.W}, y_dims{s.N, s.O, s.Ho(), s.Wo()}, w_dims{s.O, s.C, s.kH, s.kW};
+  const memory::dims strides{s.stride, s.stride}, pad{s.pad, s.pad};
+  p->x_md = memory::desc(x_dims, dt::f32, tag::nhwc);
+  p->y_md = memory::desc(y_dims, dt::f32, tag::nhwc);
+  p->w_user_md = memory::desc(w_dims, dt::f32, tag::ohwi);
+  const memory::desc w_any(w_dims, dt::f32, tag::any);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+
+  dnnl::convolution_forward::desc fd(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                     p->x_md, w_any, p->y_md, strides, pad, pad);
+  p->fwd_pd = dnnl::convolution_forward::primitive_desc(fd, attr, eng);
+  p->fwd = dnnl::convolution_forward(p->fwd_pd);
+  p->fwd_reorder = p->fwd_pd.weights_desc() != p->w_user_md;
+  if (p->fwd_reorder) {
+    p->w_to_fwd_pd = dnnl::reorder::primitive_desc(eng, p->w_user_md, eng, p->fwd_pd.weights_desc(), attr);
+    p->w_to_fwd = dnnl::reorder(p->w_to_fwd_pd);
+  }
+
+  dnnl::convolution_backward_data::desc bd(dnnl::algorithm::convolution_direct, p->x_md, w_any, p->y_md, strides,
+                                           pad, pad);
+  p->bwd_data_pd = dnnl::convolution_backward_data::primitive_desc(bd, attr, eng, p->fwd_pd);
+  p->bwd_data = dnnl::convolution_backward_data(p->bwd_data_pd);
+  p->bwd_data_reorder = p->bwd_data_pd.weights_desc() != p->w_user_md;
+  if (p->bwd_data_reorder) {
+    p->w_to_bwd_data_pd = dnnl::reorder::primitive_desc(eng, p->w_user_md, eng, p->bwd_data_pd.weights_desc(), attr);
+    p->w_to_bwd_data = dnnl::reorder(p->w_to_bwd_data_pd);
+  }
+
+  dnnl::convolution_backward_weights::desc wd(dnnl::algorithm::convolution_direct, p->x_md, w_any, p->y_md, strides,
+                                              pad, pad);
+  p->bwd_w_pd = dnnl::convolution_backward_weights::primitive_desc(wd, attr, eng, p->fwd_pd);
+  p->bwd_w = dnnl::convolution_backward_weights(p->bwd_w_pd);
+  dnnl::post_ops sum;
+  sum.append_sum(1.0f);
+  dnnl::primitive_attr acc_attr;
+  acc_attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  acc_attr.set_post_ops(sum);
+  p->dw_accumulate_pd = dnnl::reorder::primitive_desc(eng, p->bwd_w_pd.diff_weights_desc(), eng, p->w_user_md, acc_attr);
+  p->dw_accumulate = dnnl::reorder(p->dw_accumulate_pd);
+  return p;
+}
+
+const ConvPrims& prims_for(const Conv2dShape& s) {
+  static std::mutex mu;
+  static std::map<Key, std::shared_ptr<const ConvPrims>> cache;
+  const Key k{s.N, s.H, s.W, s.C, s.O, s.kH, s.kW, s.stride, s.pad};
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(k);
+  if (it == cache.end()) {
+    try {
+      it = cache.emplace(k, build(s)).first;
+    } catch (const dnnl::error& e) {
+      fail("conv2d (oneDNN): cannot build the convolution for input [", s.N, ", ", s.H, ", ", s.W, ", ", s.C,
+           "], weight [", s.O, ", ", s.kH, ", ", s.kW, ", ", s.C, "], stride ", s.stride, ", padding ", s.pad, ": ",
+           e.what());
+    }
+  }
+  return *it->second;  // entries live as long as the process
+}
+
+// Per-thread growable scratch (bytes), reused across calls.
+struct Scratch {
+  std::vector<char> buf;
+  void* get(size_t bytes) {
+    if (buf.size() < bytes) buf.assign(bytes, 0);
+    return buf.data();
+  }
+};
+thread_local Scratch t_pad, t_weights, t_dx;
+
+size_t pad_bytes(const dnnl::primitive_desc_base& pd) { return pd.scratchpad_desc().get_size(); }
+
+void run(const dnnl::primitive& prim, std::unordered_map<int, memory> args, const dnnl::primitive_desc_base& pd) {
+  const size_t sb = pad_bytes(pd);
+  if (sb) args.emplace(DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), cpu_engine(), t_pad.get(sb)));
+  dnnl::stream st(cpu_engine());
+  prim.execute(st, args);
+  st.wait();
+}
+
+// The weights in layout md: the user's OHWI buffer itself, or a reorder of it into thread scratch.
+memory weights_as(const float* w, const ConvPrims& p, bool reorder, const dnnl::reorder& r,
+                  const dnnl::reorder::primitive_desc& rpd, const memory::desc& md) {
+  memory user(p.w_user_md, cpu_engine(), const_cast<float*>(w));
+  if (!reorder) return user;
+  memory m(md, cpu_engine(), t_weights.get(md.get_size()));
+  run(r, {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, m}}, rpd);
+  return m;
+}
+
+}  // namespace
+
+bool conv2d_fast_available() {
+  static const bool on = [] {
+    const char* e = std::getenv("SIMCLR_CPU_CONV");
+    return !(e && std::strcmp(e, "reference") == 0);
+  }();
+  return on;
+}
+
+void conv2d_forward_fast(float* y, const float* x, const float* w, const Conv2dShape& s) {
+  const ConvPrims& p = prims_for(s);
+  auto& eng = cpu_engine();
+  memory wm = weights_as(w, p, p.fwd_reorder, p.w_to_fwd, p.w_to_fwd_pd, p.fwd_pd.weights_desc());
+  run(p.fwd,
+      {{DNNL_ARG_SRC, memory(p.x_md, eng, const_cast<float*>(x))},
+       {DNNL_ARG_WEIGHTS, wm},
+       {DNNL_ARG_DST, memory(p.y_md, eng, y)}},
+      p.fwd_pd);
+}
+
+void conv2d_backward_fast(float* dx, bool dx_accumulate, float* dw, const float* dy, const float* x, const float* w,
+                          const Conv2dShape& s) {
+  if (!dx && !dw) return;
+  const ConvPrims& p = prims_for(s);
+  auto& eng = cpu_engine();
+  memory dym(p.y_md, eng, const_cast<float*>(dy));
+  if (dw) {
+    const memory::desc& dmd = p.bwd_w_pd.diff_weights_desc();
+    memory dwm(dmd, eng, t_weights.get(dmd.get_size()));
+    run(p.bwd_w, {{DNNL_ARG_SRC, memory(p.x_md, eng, const_cast<float*>(x))}, {DNNL_ARG_DIFF_DST, dym},
+                  {DNNL_ARG_DIFF_WEIGHTS, dwm}},
+        p.bwd_w_pd);
+    run(p.dw_accumulate, {{DNNL_ARG_FROM, dwm}, {DNNL_ARG_TO, memory(p.w_user_md, eng, dw)}},
+        p.dw_accumulate_pd);
+  }
+  if (dx) {
+    memory wm = weights_as(w, p, p.bwd_data_reorder, p.w_to_bwd_data, p.w_to_bwd_data_pd, p.bwd_data_pd.weights_desc());
+    const int64_t n = s.N * s.H * s.W * s.C;
+    float* out = dx_accumulate ? static_cast<float*>(t_dx.get(static_cast<size_t>(n) * sizeof(float))) : dx;
+    run(p.bwd_data, {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, memory(p.x_md, eng, out)}},
+        p.bwd_data_pd);
+    if (dx_accumulate) {
+#pragma omp parallel for simd if (n > 65536)
+      for (int64_t i = 0; i < n; i++) dx[i] += out[i];
+    }
+  }
+}
+
+std::string conv2d_fast_info(const Conv2dShape& s) {
+  const ConvPrims& p = prims_for(s);
+  return std::string("fwd ") + p.fwd_pd.impl_info_str() + ", bwd_data " + p.bwd_data_pd.impl_info_str() +
+         ", bwd_weights " + p.bwd_w_pd.impl_info_str();
+}
+
+#else  // no oneDNN: the reference serves every call
+
+bool conv2d_fast_available() { return false; }
+void conv2d_forward_fast(float*, const float*, const float*, const Conv2dShape&) {
+  fail("conv2d: this build has no oneDNN (install libdnnl-dev and reconfigure)");
+}
+void conv2d_backward_fast(float*, bool, float*, const float*, const float*, const float*, const Conv2dShape&) {
+  fail("conv2d: this build has no oneDNN (install libdnnl-dev and reconfigure)");
+}
+std::string conv2d_fast_info(const Conv2dShape&) { return "reference (no oneDNN in this build)"; }
+
+#endif
+
+}  // namespace simclr::cpu

@@ -69,10 +69,10 @@ Tensor ProjectionHead::forward(const Tensor& h, bool training, Communicator* com
       OpTimer t("linear");
       x = linear(x, ps[L.weight].value, L.bias == kNoParam ? Tensor() : ps[L.bias].value);
     }
-    if (cfg_.bn)
+    if (cfg_.bn) {
       x = apply_batch_norm(*store_, x, L.gamma, L.beta, L.mean, L.var, L.count, training, cfg_.bn_momentum,
-                           cfg_.bn_eps, comm);
-    if (!L.last) {
+                           cfg_.bn_eps, comm, /*relu=*/!L.last);
+    } else if (!L.last) {
       OpTimer t("relu");
       x = relu(x);
     }

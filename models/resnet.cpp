@@ -14,18 +14,20 @@ int64_t scaled_channels(int64_t base, double width) {
 }
 
 Tensor apply_batch_norm(ParamStore& store, const Tensor& x, size_t gamma, size_t beta, size_t mean, size_t var,
-                        size_t count, bool training, double momentum, double eps, Communicator* comm) {
+                        size_t count, bool training, double momentum, double eps, Communicator* comm,
+                        bool relu) {
   auto& ps = store.params();
   BatchNormOptions opt;
   opt.training = training;
   opt.momentum = momentum;
   opt.eps = eps;
   opt.comm = comm;
+  opt.relu = relu;
   Tensor g = gamma == kNoParam ? Tensor() : ps[gamma].value;
   Tensor b = beta == kNoParam ? Tensor() : ps[beta].value;
   Tensor y;
   {
-    OpTimer t("batch_norm");
+    OpTimer t(relu ? "batch_norm+relu" : "batch_norm");
     y = batch_norm(x, g, b, ps[mean].value, ps[var].value, opt);
   }
   if (training && count != kNoParam) {
@@ -135,46 +137,43 @@ void ResNet::init(uint64_t seed) {
   }
 }
 
-Tensor ResNet::conv_bn(const ConvBN& cb, const Tensor& x, bool training, Communicator* comm) {
+Tensor ResNet::conv_bn(const ConvBN& cb, const Tensor& x, bool training, Communicator* comm, bool relu) {
   Tensor y;
   {
     OpTimer t("conv2d");
     y = conv2d(x, store_->params()[cb.conv].value, cb.stride, cb.pad);
   }
   return apply_batch_norm(*store_, y, cb.gamma, cb.beta, cb.mean, cb.var, cb.count, training, cfg_.bn_momentum,
-                          cfg_.bn_eps, comm);
+                          cfg_.bn_eps, comm, relu);
 }
 
 namespace {
-Tensor timed_relu(const Tensor& x) {
-  OpTimer t("relu");
-  return relu(x);
-}
-Tensor timed_add(const Tensor& a, const Tensor& b) {
-  OpTimer t("add");
-  return add(a, b);
+Tensor timed_add_relu(const Tensor& a, const Tensor& b) {
+  OpTimer t("add_relu");
+  return add_relu(a, b);
 }
 }  // namespace
 
 Tensor ResNet::forward(const Tensor& x, bool training, Communicator* comm) {
   SIMCLR_CHECK(x.ndim() == 4 && x.size(3) == cfg_.in_channels, "resnet: expected input [N, H, W, ",
                cfg_.in_channels, "], got ", x.describe());
-  Tensor h = timed_relu(conv_bn(stem_, x, training, comm));
+  // ReLUs are fused into the BN before them (BatchNormOptions::relu) and into
+  // the residual add (add_relu): the same values and gradients as separate ops.
+  Tensor h = conv_bn(stem_, x, training, comm, /*relu=*/true);
   if (cfg_.stem == "imagenet") {
     OpTimer t("max_pool2d");
     h = max_pool2d(h, 3, 2, 1);
   }
   for (const Block& b : blocks_) {
-    Tensor identity = h;
-    Tensor y = timed_relu(conv_bn(b.c1, h, training, comm));
+    Tensor y = conv_bn(b.c1, h, training, comm, true);
     if (bottleneck_) {
-      y = timed_relu(conv_bn(b.c2, y, training, comm));
-      y = conv_bn(b.c3, y, training, comm);
+      y = conv_bn(b.c2, y, training, comm, true);
+      y = conv_bn(b.c3, y, training, comm, false);
     } else {
-      y = conv_bn(b.c2, y, training, comm);
+      y = conv_bn(b.c2, y, training, comm, false);
     }
-    if (b.has_down) identity = conv_bn(b.down, h, training, comm);
-    h = timed_relu(timed_add(y, identity));
+    Tensor identity = b.has_down ? conv_bn(b.down, h, training, comm, false) : h;
+    h = timed_add_relu(y, identity);
   }
   OpTimer t("global_avg_pool");
   return global_avg_pool(h);

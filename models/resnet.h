@@ -80,7 +80,8 @@ class ResNet {
   };
   ConvBN add_conv_bn(const std::string& conv_name, const std::string& bn_name, int64_t in, int64_t out, int k,
                      int stride, int pad);
-  Tensor conv_bn(const ConvBN& cb, const Tensor& x, bool training, Communicator* comm);
+  // conv -> BN (-> ReLU fused into the BN when relu)
+  Tensor conv_bn(const ConvBN& cb, const Tensor& x, bool training, Communicator* comm, bool relu);
 
   ResNetConfig cfg_;
   ParamStore* store_;
@@ -92,9 +93,11 @@ class ResNet {
 };
 
 // Shared by the ResNet and the projection head: BN with training/eval switch
-// and the num_batches_tracked counter. gamma/beta may be absent (SIZE_MAX).
+// and the num_batches_tracked counter, optionally followed by a ReLU fused
+// into the same op. gamma/beta may be absent (kNoParam).
 Tensor apply_batch_norm(ParamStore& store, const Tensor& x, size_t gamma, size_t beta, size_t mean, size_t var,
-                        size_t count, bool training, double momentum, double eps, Communicator* comm);
+                        size_t count, bool training, double momentum, double eps, Communicator* comm,
+                        bool relu = false);
 
 constexpr size_t kNoParam = static_cast<size_t>(-1);
 

@@ -61,19 +61,21 @@ TEST_CASE("e2e: SimCLR on 1024 Fashion-MNIST images - the loss falls, the encode
     return;
   }
   const std::string root = simclr::test::scratch_dir("e2e_learn");
-  // 1024 images, batch 64 (128 views), 8 epochs = 128 steps, width 0.125
-  RunConfig cfg = tiny_config(root + "/a", 1024, 64, 8, 0.125);
+  // 1024 images, batch 64 (128 views), 12 epochs = 192 steps, width 0.125,
+  // tau 0.2 (a clearer margin over random init than 0.5 at this budget)
+  RunConfig cfg = tiny_config(root + "/a", 1024, 64, 12, 0.125);
+  cfg.temperature = 0.2;
   TrainResult a = train(cfg, quiet());
   REQUIRE(a.finished);
-  REQUIRE(a.losses.size() == 128);
+  REQUIRE(a.losses.size() == 192);
   std::vector<double> la = losses_of(a);
   double first = 0, last = 0;
-  for (int i = 0; i < 16; i++) first += la[i] / 16, last += la[112 + i] / 16;
-  INFO("mean loss epoch 1 " << first << ", epoch 8 " << last);
-  CHECK(last < first - 0.4);
+  for (int i = 0; i < 16; i++) first += la[i] / 16, last += la[176 + i] / 16;
+  INFO("mean loss epoch 1 " << first << ", epoch 12 " << last);
+  CHECK(last < first - 1.0);
   CHECK(fs::exists(root + "/a/config.json"));
   CHECK(fs::exists(root + "/a/metrics.jsonl"));
-  CHECK(list_checkpoints(root + "/a").size() == 8);
+  CHECK(list_checkpoints(root + "/a").size() == 10);  // 12 written, keep_last = 10
 
   // ---- the trained encoder beats random init (same architecture, BN eval mode)
   {
@@ -108,8 +110,9 @@ TEST_CASE("e2e: SimCLR on 1024 Fashion-MNIST images - the loss falls, the encode
     }
     INFO("kNN (k=20) top-1 trained " << knn[0] << " random " << knn[1] << "; linear trained " << lin[0]
                                      << " random " << lin[1]);
-    CHECK(lin[0] > lin[1] + 0.03);
-    CHECK(knn[0] > knn[1]);
+    // measured: linear 0.749 vs 0.638, kNN 0.707 vs 0.642 (other seeds: margins >= 0.07 / 0.03)
+    CHECK(lin[0] > lin[1] + 0.04);
+    CHECK(knn[0] > knn[1] + 0.02);
   }
 }
 

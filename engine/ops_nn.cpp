@@ -50,7 +50,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, int stride, int padding) {
   Tensor y = Tensor::empty({s.N, s.Ho(), s.Wo(), s.O}, x.dtype(), x.device());
   // f32 runs oneDNN (kernels/cpu/conv2d_dnnl.cpp) when available; f64 (gradient
   // checks) and builds without oneDNN run the im2col reference.
-  const bool fast = x.dtype() == DType::f32 && cpu::conv2d_fast_available();
+  const bool fast = x.dtype() == DType::f32 && cpu::conv2d_fast_available() && cpu::conv2d_fast_supports(s);
   if (fast) {
     cpu::conv2d_forward_fast(y.data<float>(), x.data<float>(), w.data<float>(), s);
   } else {

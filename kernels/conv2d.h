@@ -60,6 +60,9 @@ void conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Co
 // ---- fast path (f32)
 // True when this build has oneDNN and SIMCLR_CPU_CONV is not "reference".
 bool conv2d_fast_available();
+// True when oneDNN has an implementation for this shape (built once and cached;
+// the op runs the reference otherwise).
+bool conv2d_fast_supports(const Conv2dShape& s);
 // y[N,Ho,Wo,O] = conv(x[N,H,W,C], w[O,kH,kW,C])   (=)
 void conv2d_forward_fast(float* y, const float* x, const float* w, const Conv2dShape& s);
 // dw[O,kH,kW,C] += ∂L/∂w; dx[N,H,W,C] += ∂L/∂x when dx_accumulate, else dx = ∂L/∂x

@@ -116,22 +116,32 @@ std::shared_ptr<const ConvPrims> build(const Conv2dShape& s) {
   return p;
 }
 
-const ConvPrims& prims_for(const Conv2dShape& s) {
+// The cache entry for s; null when oneDNN has no implementation for it (the
+// op then runs the reference). A failed build is cached too.
+const ConvPrims* find_prims(const Conv2dShape& s) {
   static std::mutex mu;
   static std::map<Key, std::shared_ptr<const ConvPrims>> cache;
   const Key k{s.N, s.H, s.W, s.C, s.O, s.kH, s.kW, s.stride, s.pad};
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(k);
   if (it == cache.end()) {
+    std::shared_ptr<const ConvPrims> p;
     try {
-      it = cache.emplace(k, build(s)).first;
-    } catch (const dnnl::error& e) {
-      fail("conv2d (oneDNN): cannot build the convolution for input [", s.N, ", ", s.H, ", ", s.W, ", ", s.C,
-           "], weight [", s.O, ", ", s.kH, ", ", s.kW, ", ", s.C, "], stride ", s.stride, ", padding ", s.pad, ": ",
-           e.what());
+      p = build(s);
+    } catch (const dnnl::error&) {
+      p = nullptr;
     }
+    it = cache.emplace(k, std::move(p)).first;
   }
-  return *it->second;  // entries live as long as the process
+  return it->second.get();  // entries live as long as the process
+}
+
+const ConvPrims& prims_for(const Conv2dShape& s) {
+  const ConvPrims* p = find_prims(s);
+  SIMCLR_CHECK(p != nullptr, "conv2d (oneDNN): no implementation for input [", s.N, ", ", s.H, ", ", s.W, ", ", s.C,
+               "], weight [", s.O, ", ", s.kH, ", ", s.kW, ", ", s.C, "], stride ", s.stride, ", padding ", s.pad,
+               " (callers check conv2d_fast_supports first)");
+  return *p;
 }
 
 // Per-thread growable scratch (bytes), reused across calls.
@@ -174,6 +184,8 @@ bool conv2d_fast_available() {
   return on;
 }
 
+bool conv2d_fast_supports(const Conv2dShape& s) { return find_prims(s) != nullptr; }
+
 void conv2d_forward_fast(float* y, const float* x, const float* w, const Conv2dShape& s) {
   const ConvPrims& p = prims_for(s);
   auto& eng = cpu_engine();
@@ -214,6 +226,7 @@ void conv2d_backward_fast(float* dx, bool dx_accumulate, float* dw, const float*
 }
 
 std::string conv2d_fast_info(const Conv2dShape& s) {
+  if (!conv2d_fast_supports(s)) return "reference (oneDNN has no implementation for this shape)";
   const ConvPrims& p = prims_for(s);
   return std::string("fwd ") + p.fwd_pd.impl_info_str() + ", bwd_data " + p.bwd_data_pd.impl_info_str() +
          ", bwd_weights " + p.bwd_w_pd.impl_info_str();
@@ -222,6 +235,7 @@ std::string conv2d_fast_info(const Conv2dShape& s) {
 #else  // no oneDNN: the reference serves every call
 
 bool conv2d_fast_available() { return false; }
+bool conv2d_fast_supports(const Conv2dShape&) { return false; }
 void conv2d_forward_fast(float*, const float*, const float*, const Conv2dShape&) {
   fail("conv2d: this build has no oneDNN (install libdnnl-dev and reconfigure)");
 }

@@ -82,20 +82,34 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, ParamStore& 
   return std::make_unique<AdamW>(a, store);
 }
 
-void prefer_avx512_blas(char** argv) {
-  if (std::getenv("SIMCLR_KEEP_BLAS_CORE") != nullptr || std::getenv("SIMCLR_BLAS_REEXEC") != nullptr) return;
+namespace {
+// OpenBLAS would run its Haswell/Zen (AVX2) kernels on a CPU that has AVX-512.
+bool blas_avx512_upgrade() {
   const char* forced = std::getenv("OPENBLAS_CORETYPE");
-  if (forced != nullptr && strcasecmp(forced, "haswell") != 0 && strcasecmp(forced, "zen") != 0) return;
+  if (forced != nullptr && strcasecmp(forced, "haswell") != 0 && strcasecmp(forced, "zen") != 0) return false;
   __builtin_cpu_init();
   if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
-    return;
+    return false;
   const std::string core = openblas_get_corename();
-  if (strcasecmp(core.c_str(), "haswell") != 0 && strcasecmp(core.c_str(), "zen") != 0) return;
-  setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-  setenv("SIMCLR_BLAS_REEXEC", "1", 1);  // once only
-  execv("/proc/self/exe", argv);         // returns only on failure: carry on with the kernels we have
-  if (forced) setenv("OPENBLAS_CORETYPE", forced, 1);
+  return strcasecmp(core.c_str(), "haswell") == 0 || strcasecmp(core.c_str(), "zen") == 0;
+}
+}  // namespace
+
+void tune_process_environment(char** argv) {
+  if (std::getenv("SIMCLR_KEEP_ENV") != nullptr || std::getenv("SIMCLR_ENV_TUNED") != nullptr) return;
+  bool changed = false;
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    changed = true;
+  }
+  if (blas_avx512_upgrade()) {
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    changed = true;
+  }
+  if (!changed) return;
+  setenv("SIMCLR_ENV_TUNED", "1", 1);  // once only
+  execv("/proc/self/exe", argv);       // returns only on failure: carry on as we are
 }
 
 void tune_host_allocator() {

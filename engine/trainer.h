@@ -52,17 +52,25 @@ json model_arch_json(const RunConfig& c, const SimclrModel& m);
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, ParamStore& store);
 
-// OpenBLAS 0.3.21 does not know AMD Zen 4/5: on its own it falls back to old
-// kernels, and environments then pin OPENBLAS_CORETYPE=Haswell (AVX2), as
-// this project's machines do. On a CPU with AVX-512 (F, BW, VL, DQ) its
-// SkylakeX kernels run our convolution GEMMs about twice as fast (the whole
-// test suite passes with them). OpenBLAS reads OPENBLAS_CORETYPE only when it
-// loads, so this sets OPENBLAS_CORETYPE=SkylakeX and re-executes the program
-// (/proc/self/exe, same argv) once, when OpenBLAS runs its Haswell or Zen
-// kernels (by its own choice or by OPENBLAS_CORETYPE=Haswell/Zen) on such a
-// CPU. Any other OPENBLAS_CORETYPE is respected; SIMCLR_KEEP_BLAS_CORE=1 turns
-// this off. Call first thing in main(); `simclr version` shows the core used.
-void prefer_avx512_blas(char** argv);
+// Two settings that libgomp and OpenBLAS read only when they load, so this
+// sets them and re-executes the program (/proc/self/exe, same argv) once.
+// Call first thing in main(). SIMCLR_KEEP_ENV=1 turns it off; variables the
+// user set are respected.
+//  - OMP_WAIT_POLICY=PASSIVE (unless set): idle OpenMP threads sleep instead
+//    of spinning. Every op is a parallel region; with spinning threads a
+//    2-core machine that runs anything else (the loader's workers, another
+//    job) loses most of its time: measured 263 -> 614 views/s for the
+//    quickstart step with 2 threads on a busy 2-core machine, the same speed
+//    when idle.
+//  - OPENBLAS_CORETYPE=SkylakeX when OpenBLAS runs its Haswell/Zen (AVX2)
+//    kernels - by its own choice or because OPENBLAS_CORETYPE=Haswell/Zen is
+//    set, as OpenBLAS 0.3.21 does not know AMD Zen 4/5 - on a CPU with
+//    AVX-512 F/BW/VL/DQ: about 2x faster GEMMs there (the whole test suite
+//    passes with them). Any other OPENBLAS_CORETYPE is respected.
+// `simclr version` shows the BLAS core in use.
+void tune_process_environment(char** argv);
+// The earlier name (benchmarks/bench_train_step.cpp calls it).
+inline void prefer_avx512_blas(char** argv) { tune_process_environment(argv); }
 
 // Keeps large host buffers in glibc's heap between steps (mallopt: mmap
 // threshold 32 MiB, no trimming) instead of mapping and faulting them in

@@ -118,7 +118,7 @@ static void print_probe(const ProbeReport& r) {
 }
 
 int main(int argc, char** argv) {
-  prefer_avx512_blas(argv);  // may re-execute this program once (engine/trainer.h)
+  tune_process_environment(argv);  // may re-execute this program once (engine/trainer.h)
   try {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd.empty() || cmd == "help" || cmd == "--help" || cmd == "-h") {

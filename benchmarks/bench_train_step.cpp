@@ -1,12 +1,18 @@
 // benchmarks/bench_train_step.cpp - one SimCLR training step on the CPU
-// (forward, NT-Xent, backward, LARS) against PyTorch on the same model, batch
-// and thread count, run in the same process session: prints views/s for both
-// and the ratio, then our time per op.
-//   bench_train_step [--width 0.25] [--views 512] [--size 28] [--threads 2] [--steps 10] [--no-torch]
-// Model: ResNet-18, CIFAR stem, 1 input channel, official head (depth 2),
-// tau 0.5, LARS; random inputs. PyTorch side: benchmarks/train_step_torch.py
-// through /usr/bin/python3 (Debian's python3-torch; skipped with a message
-// when it is missing - `apt-get install python3-torch` provides it).
+// (forward, NT-Xent, backward, LARS), the step `simclr train` runs, on random
+// inputs; prints views/s (wall clock) and the CPU seconds per step, then our
+// time per op. benchmarks/cpu_step_compare.sh runs it against the same step
+// in PyTorch (benchmarks/train_step_torch.py) and prints the ratio.
+//
+//   bench_train_step [--depth 18] [--width 0.25] [--stem cifar] [--channels 1] [--size 28]
+//                    [--views 512] [--threads 2] [--steps 10] [--warmup 2] [--json] [--no-profile]
+//
+// Defaults: the quickstart model (ResNet-18, CIFAR stem, width 0.25, 1 input
+// channel, 28x28, official 2-layer head, tau 0.5, LARS), 512 views per step.
+// CPU seconds (process CPU time / step) are the load-robust number on a busy
+// machine with --threads 1; wall clock is what a user sees.
+// --json prints one JSON line instead of the table (for the compare script).
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -20,96 +26,132 @@
 #include "engine/ops.h"
 #include "engine/profile.h"
 #include "engine/trainer.h"
+#include "kernels/conv2d.h"
 #include "models/init.h"
 #include "optim/lars.h"
 
 using namespace simclr;
 
+namespace {
+
+const char* kUsage =
+    "usage: bench_train_step [options]\n"
+    "  --depth D      ResNet depth 18|34|50|101|152   (18)\n"
+    "  --width W      width multiplier                (0.25)\n"
+    "  --stem S       cifar|imagenet                  (cifar)\n"
+    "  --channels C   input channels 1|3              (1)\n"
+    "  --size S       image side                      (28)\n"
+    "  --views V      views per step (2 x batch)      (512)\n"
+    "  --threads T    OpenMP/OpenBLAS/oneDNN threads  (2)\n"
+    "  --steps K      timed steps                     (10)\n"
+    "  --warmup K     untimed steps first             (2)\n"
+    "  --json         one JSON line instead of the table\n"
+    "  --no-profile   skip the per-op table (its timers cost a little)\n";
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+long page_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt + u.ru_majflt;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  prefer_avx512_blas(argv);  // as tools/simclr: OpenBLAS's AVX-512 kernels where the CPU has them
+  int depth = 18, channels = 1, size = 28, views = 512, threads = 2, steps = 10, warmup = 2;
   double width = 0.25;
-  int views = 512, size = 28, threads = 2, steps = 10;
-  bool torch = true;
+  std::string stem = "cifar";
+  bool json = false, profile = true;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto next = [&]() -> const char* {
       if (i + 1 >= argc) {
-        std::fprintf(stderr, "error: %s needs a value\n", a.c_str());
+        std::fprintf(stderr, "error: %s needs a value\n%s", a.c_str(), kUsage);
         std::exit(1);
       }
       return argv[++i];
     };
-    if (a == "--width") width = std::atof(next());
-    else if (a == "--views") views = std::atoi(next());
+    if (a == "--depth") depth = std::atoi(next());
+    else if (a == "--width") width = std::atof(next());
+    else if (a == "--stem") stem = next();
+    else if (a == "--channels") channels = std::atoi(next());
     else if (a == "--size") size = std::atoi(next());
+    else if (a == "--views") views = std::atoi(next());
     else if (a == "--threads") threads = std::atoi(next());
     else if (a == "--steps") steps = std::atoi(next());
-    else if (a == "--no-torch") torch = false;
+    else if (a == "--warmup") warmup = std::atoi(next());
+    else if (a == "--json") json = true;
+    else if (a == "--no-profile") profile = false;
     else {
-      std::fprintf(stderr,
-                   "usage: bench_train_step [--width 0.25] [--views 512] [--size 28] [--threads 2] [--steps 10] "
-                   "[--no-torch]\n");
+      std::fprintf(a == "--help" ? stdout : stderr, "%s%s", a == "--help" ? "" : ("error: unknown option " + a + "\n").c_str(),
+                   kUsage);
       return a == "--help" ? 0 : 1;
     }
   }
+  if (views < 4 || views % 2 || steps < 1 || warmup < 0 || size < 4 || threads < 1) {
+    std::fprintf(stderr, "error: need an even --views >= 4, --steps >= 1, --warmup >= 0, --size >= 4, --threads >= 1\n");
+    return 1;
+  }
+  prefer_avx512_blas(argv);  // as simclr does: OpenBLAS's AVX-512 kernels (may re-execute once)
   try {
     set_compute_threads(threads);
     tune_host_allocator();
     ResNetConfig rc;
-    rc.depth = 18;
+    rc.depth = depth;
     rc.width = width;
-    rc.in_channels = 1;
-    rc.stem = "cifar";
+    rc.in_channels = channels;
+    rc.stem = stem;
     HeadConfig hc;
     SimclrModel m(rc, &hc);
     m.init(0);
     Lars opt(LarsConfig{}, m.store);
-    Tensor x = Tensor::empty({views, size, size, 1}, DType::f32);
+    Tensor x = Tensor::empty({views, size, size, channels}, DType::f32);
     init_normal(x, 1.0, 1, 2);
+    double loss = 0;
     auto step = [&]() {
       m.store.zero_grad();
-      Tensor loss = ntxent(m.head->forward(m.encoder->forward(x, true), true), 0.5);
-      backward(loss);
+      Tensor l = ntxent(m.head->forward(m.encoder->forward(x, true), true), 0.5);
+      backward(l);
       opt.step(0.1);
-      return loss.item();
+      loss = l.item();
     };
-    step();
-    step();
+    for (int s = 0; s < warmup; s++) step();
     profile_reset();
-    profile_enable(true);
-    auto t0 = std::chrono::steady_clock::now();
+    profile_enable(profile);
+    const long f0 = page_faults();
+    const double c0 = cpu_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
     for (int s = 0; s < steps; s++) step();
-    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
+    const double cpu = (cpu_seconds() - c0) / steps;
+    const double faults = static_cast<double>(page_faults() - f0) / steps;
     profile_enable(false);
-    std::printf("machine: %d cores; BLAS: %s; commit %s\n", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)), blas_info().c_str(),
-                SIMCLR_GIT_COMMIT);
-    std::printf("ResNet-18 width %g, CIFAR stem, %dx%dx1, %d views/step, %d threads, %d timed steps\n", width, size,
-                size, views, threads, steps);
-    const double ours = views / dt;
-    std::printf("simclr   : %8.1f ms/step  %8.1f views/s\n", 1000 * dt, ours);
-    if (torch) {
-      char cmd[512];
-      std::snprintf(cmd, sizeof cmd,
-                    "/usr/bin/python3 %s/benchmarks/train_step_torch.py --width %g --views %d --size %d --threads %d "
-                    "--steps %d 2>/dev/null",
-                    SIMCLR_SOURCE_DIR, width, views, size, threads, steps);
-      FILE* p = popen(cmd, "r");
-      char line[1024] = {0};
-      bool ok = p && std::fgets(line, sizeof line, p) != nullptr;
-      if (p) pclose(p);
-      const char* key = ok ? std::strstr(line, "\"views_per_s\": ") : nullptr;
-      if (key) {
-        double theirs = std::atof(key + 15);
-        std::printf("pytorch  : %8.1f ms/step  %8.1f views/s\n", 1000 * views / theirs, theirs);
-        std::printf("ratio simclr / pytorch: %.2fx\n", ours / theirs);
-      } else {
-        std::printf("pytorch  : not measured (/usr/bin/python3 with torch not available: apt-get install python3-torch)\n");
-      }
+    const std::string conv = cpu::conv2d_fast_available() ? "oneDNN" : "im2col reference";
+    if (json) {
+      std::printf("{\"impl\": \"simclr %s\", \"depth\": %d, \"width\": %g, \"views\": %d, \"size\": %d, \"threads\": %d, "
+                  "\"steps\": %d, \"step_ms\": %.3f, \"views_per_s\": %.3f, \"cpu_s_per_step\": %.4f, \"loss\": %.6f, "
+                  "\"conv\": \"%s\"}\n",
+                  SIMCLR_GIT_COMMIT, depth, width, views, size, threads, steps, 1000 * dt, views / dt, cpu, loss,
+                  conv.c_str());
+      return 0;
     }
-    std::printf("time per step by op (ms):\n");
-    for (const ProfileEntry& e : profile_snapshot())
-      if (e.name != "backward (total)")
-        std::printf("  %-24s %8.2f\n", e.name.c_str(), 1000 * e.seconds / steps);
+    std::printf("machine: %d cores; BLAS: %s; conv: %s; commit %s\n", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)),
+                blas_info().c_str(), conv.c_str(), SIMCLR_GIT_COMMIT);
+    std::printf("ResNet-%d width %g, %s stem, %dx%dx%d, %d views/step, %d threads, %d timed steps\n", depth, width,
+                stem.c_str(), size, size, channels, views, threads, steps);
+    std::printf("simclr: %8.1f ms/step  %8.1f views/s  %6.3f CPU-s/step  %.0f page faults/step  (loss %.4f)\n",
+                1000 * dt, views / dt, cpu, faults, loss);
+    if (profile) {
+      std::printf("time per step by op (ms; forward ops, then <op>.backward):\n");
+      for (const ProfileEntry& e : profile_snapshot())
+        if (e.name != "backward (total)") std::printf("  %-26s %8.2f\n", e.name.c_str(), 1000 * e.seconds / steps);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

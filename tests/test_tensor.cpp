@@ -49,6 +49,12 @@ TEST_CASE("tensor errors name the problem", "[tensor]") {
   if (!cuda_available()) {
     CHECK_THROWS(Tensor::zeros({2}, DType::f32, Device::cuda(0)));
   }
+  // Wrong device: a non-owning tensor labelled cuda:0 (never dereferenced)
+  // next to a CPU one. The device check comes before any memory is touched.
+  float dummy[6] = {};
+  Tensor g = Tensor::wrap(dummy, {2, 3}, DType::f32, Device::cuda(0));
+  CHECK_THROWS_WITH(add(a, g), Catch::Contains("add: tensors on different devices") && Catch::Contains("cuda:0"));
+  CHECK_THROWS_WITH(add_relu(a, g), Catch::Contains("add_relu: tensors on different devices"));
 }
 
 TEST_CASE("bf16 and f16 round to nearest even", "[tensor]") {

@@ -29,6 +29,23 @@ template <class... A>
   throw Error(detail::cat(a...));
 }
 
+// The kernel's name from the text of a launch's arguments, for messages:
+// "kernel<float, 4>, grid, block, ..." -> "kernel<float, 4>" (the real
+// launcher in kernels/cuda/common.cuh and the emulator both use it).
+inline std::string launch_kernel_name(const char* text) {
+  std::string s;
+  int depth = 0;
+  for (const char* p = text; *p; ++p) {
+    char c = *p;
+    if (c == '<' || c == '(' || c == '[') ++depth;
+    if (c == '>' || c == ')' || c == ']') --depth;
+    if (c == ',' && depth == 0) break;
+    s += c;
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\n')) s.pop_back();
+  return s;
+}
+
 }  // namespace simclr
 
 // SIMCLR_CHECK(cond, "what", value, ...): throws simclr::Error naming the

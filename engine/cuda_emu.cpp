@@ -282,19 +282,6 @@ std::string where(const Launch& L) {
 std::string where(const Launch& L, const Thread& t) {
   return cat(where(L), ", block ", dim_str(L.block_idx), ", thread ", dim_str(t.ids.thread_idx));
 }
-std::string kernel_name_of(const char* text) {
-  std::string s;
-  int depth = 0;
-  for (const char* p = text; *p; ++p) {
-    char c = *p;
-    if (c == '<' || c == '(' || c == '[') ++depth;
-    if (c == '>' || c == ')' || c == ']') --depth;
-    if (c == ',' && depth == 0) break;
-    s += c;
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\n')) s.pop_back();
-  return s;
-}
 
 Launch& running(const char* what) {
   if (!t_launch || !t_launch->cur) fail("emulator: ", what, " called outside an emulated kernel");
@@ -760,7 +747,7 @@ void detail::run_launch(const LaunchSite& site, const void* kernel_id, dim3 grid
   } owner;
   Launch L;
   L.site = &site;
-  L.kernel = kernel_name_of(site.text);
+  L.kernel = launch_kernel_name(site.text);
   L.kernel_id = kernel_id;
   L.grid = grid;
   L.block = block;

@@ -6,6 +6,7 @@
 
 #include "helpers.h"
 #include "engine/run_config.h"
+#include "optim/schedule.h"
 
 using namespace simclr;
 
@@ -105,4 +106,52 @@ TEST_CASE("run config: the quickstart config is valid and the issue's recipe", "
   CHECK(q.data.augment.contrast == Approx(0.4));
   CHECK(q.data.augment.jitter_p == 0.8);
   CHECK(q.data.augment.blur_p == 0.0);
+}
+
+TEST_CASE("run config: every file under configs/ parses and holds its documented recipe", "[config]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(SIMCLR_TEST_DATA).parent_path().parent_path() / "configs";
+  REQUIRE(fs::is_directory(dir));
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".json") continue;
+    INFO(e.path().string());
+    CHECK_NOTHROW(load_run_config(e.path().string(), {}));
+    ++n;
+  }
+  CHECK(n >= 3);
+
+  RunConfig f = load_run_config((dir / "fashion_mnist.json").string(), {});
+  CHECK(f.model.depth == 18);
+  CHECK(f.model.width == 0.25);
+  CHECK(f.train.batch == 256);
+  CHECK(f.train.epochs == 7);
+  CHECK(scaled_base_lr(f.optimizer.lr, f.optimizer.lr_scaling, f.train.batch) == Approx(1.2));
+  CHECK(f.data.augment.brightness == Approx(0.4));
+
+  RunConfig c = load_run_config((dir / "cifar10_resnet18.json").string(), {});
+  CHECK(c.data.dataset == "cifar10");
+  CHECK(c.model.stem == "cifar");
+  CHECK(c.temperature == 0.5);
+  CHECK(c.optimizer.weight_decay == 1e-4);
+  CHECK(scaled_base_lr(c.optimizer.lr, c.optimizer.lr_scaling, c.train.batch) == Approx(2.0));
+  CHECK(c.data.augment.blur_p == 0.0);
+  CHECK(c.data.augment.brightness == Approx(0.4));  // 0.8 x strength 0.5
+
+  RunConfig i = load_run_config((dir / "imagenet_resnet50.json").string(), {});
+  CHECK(i.model.depth == 50);
+  CHECK(i.model.stem == "imagenet");
+  CHECK(i.model.in_channels == 3);
+  CHECK(i.train.batch == 4096);
+  CHECK(i.train.epochs == 100);
+  CHECK(i.warmup_epochs == 10);
+  CHECK(i.temperature == 0.1);
+  CHECK(i.optimizer.weight_decay == 1e-6);
+  CHECK(scaled_base_lr(i.optimizer.lr, i.optimizer.lr_scaling, i.train.batch) == Approx(4.8));
+  CHECK(i.data.augment.jitter_p == 0.8);
+  CHECK(i.data.augment.brightness == Approx(0.8));
+  CHECK(i.data.augment.hue == Approx(0.2));
+  CHECK(i.data.augment.gray_p == 0.2);
+  CHECK(i.data.augment.blur_p == 0.5);
+  CHECK(i.data.image_size == 224);
 }

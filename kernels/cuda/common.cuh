@@ -58,20 +58,6 @@ namespace simclr::SIMCLR_KNS {
 __host__ __device__ constexpr inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 namespace detail {
-// "kernel<float, 4>, grid, block, ..." -> "kernel<float, 4>" (for messages).
-inline std::string launch_kernel_name(const char* text) {
-  std::string s;
-  int depth = 0;
-  for (const char* p = text; *p; ++p) {
-    char c = *p;
-    if (c == '<' || c == '(' || c == '[') ++depth;
-    if (c == '>' || c == ')' || c == ']') --depth;
-    if (c == ',' && depth == 0) break;
-    s += c;
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\n')) s.pop_back();
-  return s;
-}
 
 #ifndef SIMCLR_EMU
 [[noreturn]] inline void launch_failed(const char* text, const char* file, int line, dim3 grid, dim3 block,

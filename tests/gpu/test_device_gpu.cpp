@@ -14,18 +14,12 @@
 #include <vector>
 
 #include "engine/device.h"
+#include "skip.h"
 #include "engine/ops.h"
 #include "engine/tensor.h"
 
 using namespace simclr;
 
-#define SKIP_WITHOUT_GPU()                                                      \
-  do {                                                                          \
-    if (!simclr::cuda_available()) {                                            \
-      std::printf("SKIPPED: %s\n", simclr::cuda_unavailable_reason().c_str()); \
-      return;                                                                   \
-    }                                                                           \
-  } while (0)
 
 TEST_CASE("gpu device: every dtype survives host -> device -> device -> host", "[gpu][device]") {
   SKIP_WITHOUT_GPU();

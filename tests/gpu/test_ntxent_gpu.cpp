@@ -1,13 +1,13 @@
 // tests/gpu/test_ntxent_gpu.cpp - the fused NT-Xent kernels on a real GPU
 // against the float64 CPU reference: the emulated table of
-// tests/emu/test_ntxent_emu.cpp plus 1000 and 4096 views and d = 2048, the
+// tests/ntxent_case.h (also run emulated) plus 1000 and 4096 views and d = 2048, the
 // engine op (autograd on CUDA tensors), and the unfused cuBLAS baseline.
 // Prints "SKIPPED: <reason>" (ctest: skipped) when there is no device.
 //
 // Same poisoning and guards as the emulated tests: loss/lse and the whole
 // workspace filled with NaN bytes, 256 guard bytes around every device
 // buffer, dz pre-filled with -0.5·(expected gradient) (the backward
-// accumulates). Tolerances are those of the emulated tests (reasons there);
+// accumulates). Case table, reference and tolerances: tests/ntxent_case.h;
 // the hardware's ex2.approx and mma accumulation order are far inside them.
 // The largest rows (4096 x 2048) take a few seconds of CPU reference each.
 #include <catch2/catch.hpp>
@@ -23,20 +23,16 @@
 #include "engine/autograd.h"
 #include "engine/cuda_check.h"
 #include "engine/device.h"
+#include "skip.h"
 #include "engine/dtype.h"
 #include "engine/ops.h"
 #include "kernels/ntxent.h"
+#include "tests/ntxent_case.h"
 
 namespace gpu = simclr::gpu;
+using namespace ntxent_case;
 using simclr::bf16;
 
-#define SKIP_WITHOUT_GPU()                                                      \
-  do {                                                                          \
-    if (!simclr::cuda_available()) {                                            \
-      std::printf("SKIPPED: %s\n", simclr::cuda_unavailable_reason().c_str()); \
-      return;                                                                   \
-    }                                                                           \
-  } while (0)
 
 namespace {
 
@@ -73,53 +69,15 @@ struct DevBuf {
   }
 };
 
-double value(float x) { return x; }
-double value(bf16 x) { return static_cast<float>(x); }
-template <class T>
-T make(double x) {
-  return static_cast<T>(static_cast<float>(x));
-}
-template <>
-bf16 make<bf16>(double x) {
-  return bf16(static_cast<float>(x));
-}
-
-struct Case {
-  int64_t V, D;
-  double tau;
-  int ksplit;  // 0: auto
-  int ranks;
-};
-
-struct Result {
-  double loss_err = 0, lse_err = 0, grad_err = 0;
-};
-
 template <class T>
 Result run_case(const Case& c, uint64_t seed) {
   const int64_t V = c.V, D = c.D;
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> nd(0.0, 1.0);
-  std::vector<T> z(V * D);
-  for (auto& x : z) x = make<T>(nd(rng));
-  for (int64_t i = 0; i < V / 2; i += 5)
-    for (int64_t k = 0; k < D; k++) z[(i + V / 2) * D + k] = make<T>(value(z[i * D + k]) + 0.3 * nd(rng));
-  std::vector<double> z64(V * D);
-  for (int64_t i = 0; i < V * D; i++) z64[i] = value(z[i]);
-  std::vector<double> rows(V), lse_ref(V), dz_ref(V * D, 0.0);
-  simclr::cpu::ntxent_forward(rows.data(), lse_ref.data(), z64.data(), V, D, c.tau, 0, V);
-  double loss_ref = 0;
-  for (double r : rows) loss_ref += r;
-  loss_ref /= static_cast<double>(V);
-  const double dloss = 1.7;
-  simclr::cpu::ntxent_backward(dz_ref.data(), z64.data(), lse_ref.data(), dloss, V, D, c.tau, 0, V);
-
-  std::vector<int64_t> b(c.ranks + 1);
-  for (int r = 0; r <= c.ranks; r++) b[r] = V * r * r / (c.ranks * c.ranks);
+  const Reference<T> ref = make_reference<T>(c, seed);
+  const std::vector<int64_t>& b = ref.bounds;
   DevBuf zd(V * D * sizeof(T), 0);
-  zd.put(z.data());
+  zd.put(ref.z.data());
   DevBuf lse_all(V * sizeof(float), 0xFF);
-  std::vector<float> lse_host(V);
+  std::vector<float> lse_host(V, NAN);
   double loss = 0;
   for (int r = 0; r < c.ranks; r++) {
     const int64_t R = b[r + 1] - b[r];
@@ -139,23 +97,16 @@ Result run_case(const Case& c, uint64_t seed) {
     for (int64_t i = 0; i < R; i++) lse_host[b[r] + i] = lr[i];
   }
   lse_all.put(lse_host.data());
-  Result res;
-  res.loss_err = std::abs(loss - loss_ref);
-  for (int64_t i = 0; i < V; i++) {
-    REQUIRE(std::isfinite(lse_host[i]));
-    res.lse_err = std::max(res.lse_err, std::abs(lse_host[i] - lse_ref[i]));
-  }
   DevBuf dl(sizeof(float), 0);
-  const float dlf = static_cast<float>(dloss);
+  const float dlf = static_cast<float>(ref.dloss);
   dl.put(&dlf);
-  double gmax = 0, gerr = 0;
+  Result res;
   for (int r = 0; r < c.ranks; r++) {
     const int64_t R = b[r + 1] - b[r];
     if (R == 0) continue;
     const int ks = gpu::ntxent_resolve_ksplit(c.ksplit, V, R);
     DevBuf ws(gpu::ntxent_workspace_bytes(V, D, R, std::is_same_v<T, float>, ks), 0xFF);
-    std::vector<T> base(R * D);
-    for (int64_t i = 0; i < R * D; i++) base[i] = make<T>(-0.5 * dz_ref[b[r] * D + i]);
+    const std::vector<T> base = ref.dz_base(b[r], R, D);
     DevBuf dz(R * D * sizeof(T), 0);
     dz.put(base.data());
     gpu::ntxent_backward(dz.as<T>(), zd.as<T>(), lse_all.as<float>(), dl.as<float>(), ws.as<unsigned char>(), V, D,
@@ -164,41 +115,22 @@ Result run_case(const Case& c, uint64_t seed) {
     REQUIRE(dz.guards_intact());
     REQUIRE(ws.guards_intact());
     const std::vector<T> got = dz.get<T>();
-    for (int64_t i = 0; i < R * D; i++) {
-      const double g = value(got[i]) - value(base[i]), want = dz_ref[b[r] * D + i];
-      REQUIRE(std::isfinite(g));
-      gmax = std::max(gmax, std::abs(want));
-      gerr = std::max(gerr, std::abs(g - want));
-    }
+    res.add_grad(ref, base, got.data(), b[r], R, D);
   }
-  double znorm = 0;
-  for (double x : z64) znorm += x * x;
-  znorm = std::sqrt(znorm / V);
-  res.grad_err = gerr / std::max(gmax, dloss / (V * c.tau * znorm));
+  res.finish(ref, c, loss, lse_host.data());
   return res;
 }
 
 template <class T>
 void check_case(const Case& c, uint64_t seed) {
-  const bool is_bf16 = std::is_same_v<T, bf16>;
   const Result r = run_case<T>(c, seed);
   std::printf("ntxent gpu %s 2N=%lld d=%lld tau=%g ksplit=%d ranks=%d: loss err %.3g, lse err %.3g, grad rel err %.3g\n",
-              is_bf16 ? "bf16" : "fp32", static_cast<long long>(c.V), static_cast<long long>(c.D), c.tau, c.ksplit,
-              c.ranks, r.loss_err, r.lse_err, r.grad_err);
-  INFO((is_bf16 ? "bf16" : "fp32") << " 2N=" << c.V << " d=" << c.D << " tau=" << c.tau << " ksplit=" << c.ksplit
-                                   << " ranks=" << c.ranks);
-  const double logit_tol = (is_bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -15)) / c.tau + 1e-5;
-  CHECK(r.lse_err <= logit_tol);
-  CHECK(r.loss_err <= 2 * logit_tol);
-  CHECK(r.grad_err <= (is_bf16 ? 1.5e-2 : 5e-5));
+              std::is_same_v<T, bf16> ? "bf16" : "fp32", static_cast<long long>(c.V), static_cast<long long>(c.D), c.tau,
+              c.ksplit, c.ranks, r.loss_err, r.lse_err, r.grad_err);
+  check_result<T>(c, r);
 }
 
-// the emulated table, then the sizes only a GPU runs
-const Case kSmall[] = {
-    {2, 3, 0.1, 0, 1},    {6, 1, 0.5, 0, 1},     {6, 64, 0.05, 0, 1},  {130, 3, 0.1, 2, 1},
-    {130, 128, 0.05, 0, 1}, {130, 128, 0.1, 3, 3}, {130, 64, 0.5, 1, 2}, {66, 200, 0.1, 2, 1},
-    {34, 300, 0.5, 1, 1}, {258, 130, 0.05, 3, 2},
-};
+// the sizes only a GPU runs (the emulated table: ntxent_case::table())
 const Case kLarge[] = {
     {1000, 128, 0.1, 0, 1},   // not a multiple of any tile
     {1000, 64, 0.05, 0, 3},   // uneven ranks
@@ -212,13 +144,13 @@ const Case kLarge[] = {
 TEST_CASE("ntxent gpu: bf16 kernels match the CPU reference (emulated table)", "[gpu][ntxent]") {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 1;
-  for (const Case& c : kSmall) check_case<bf16>(c, seed++);
+  for (const Case& c : table()) check_case<bf16>(c, seed++);
 }
 
 TEST_CASE("ntxent gpu: fp32 kernels match the CPU reference (emulated table)", "[gpu][ntxent]") {
   SKIP_WITHOUT_GPU();
   uint64_t seed = 100;
-  for (const Case& c : kSmall) check_case<float>(c, seed++);
+  for (const Case& c : table()) check_case<float>(c, seed++);
 }
 
 TEST_CASE("ntxent gpu: 1000 and 4096 views, d up to 2048", "[gpu][ntxent]") {

@@ -8,7 +8,8 @@
 // 2N = 2 .. 258 with odd tails in rows, keys and features, d = 1 .. 320
 // (resident and streamed query tiles, one and two output chunks per slab),
 // τ = 0.05 .. 0.5, bf16 and fp32, explicit key splits and uneven simulated
-// ranks. 4096 views and d = 2048 belong to the GPU suite (tests/gpu).
+// ranks; then 1000 views and d = 2048. 4096 views belong to the GPU suite
+// (tests/gpu), as they take minutes here.
 //
 // The case table, the inputs, the float64 reference and the tolerances (with
 // their reasons) are shared with the GPU suite: tests/ntxent_case.h.
@@ -118,6 +119,16 @@ TEST_CASE("ntxent emu: bf16 kernels match the CPU reference", "[emu][ntxent]") {
 TEST_CASE("ntxent emu: fp32 (bf16x3) kernels match the CPU reference", "[emu][ntxent]") {
   uint64_t seed = 100;
   for (const Case& c : table()) check_case<float>(c, seed++);
+}
+
+TEST_CASE("ntxent emu: 1000 views and d = 2048", "[emu][ntxent]") {
+  // The larger sizes that still emulate in seconds (4096 views are
+  // the GPU suite's): many row blocks and key tiles with tails, 16 feature
+  // slabs.
+  check_case<bf16>(Case{1000, 128, 0.1, 0, 1}, 300);
+  check_case<float>(Case{1000, 64, 0.05, 0, 3}, 301);
+  check_case<bf16>(Case{40, 2048, 0.5, 0, 1}, 302);
+  check_case<float>(Case{40, 2048, 0.1, 2, 2}, 303);
 }
 
 TEST_CASE("ntxent emu: identical embeddings give log(2N-1) and a zero gradient", "[emu][ntxent]") {

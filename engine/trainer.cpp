@@ -7,6 +7,8 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <chrono>
 #include <cstdarg>
 #include <cmath>
@@ -204,8 +206,51 @@ void truncate_metrics(const std::string& run_dir, int64_t step) {
 
 }  // namespace
 
+namespace {
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+  if (sig == SIGINT) std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills at once
+}
+
+// Installs the graceful-stop handlers for its lifetime, restores the previous ones.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;  // loader waits and file writes carry on
+    for (int i = 0; i < 3; i++) sigaction(kSignals[i], &sa, &old_[i]);
+  }
+  ~StopSignals() {
+    for (int i = 0; i < 3; i++) sigaction(kSignals[i], &old_[i], nullptr);
+    g_stop_signal = 0;
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  static int pending() { return g_stop_signal; }
+
+ private:
+  static constexpr int kSignals[3] = {SIGINT, SIGTERM, SIGUSR1};
+  struct sigaction old_[3];
+};
+
+const char* signal_name(int sig) {
+  switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    default: return "a signal";
+  }
+}
+}  // namespace
+
 TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
   TrainResult res;
+  StopSignals stop_signals;
   const TrainConfig& tc = cfg.train;
   check_run_paths(cfg);
   std::string note;
@@ -416,6 +461,8 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
           static_cast<long long>(total), lv, lr, vps, fmt_duration(eta).c_str());
     }
 
+    if (opt.signal_after_steps >= 0 && steps_this_call == opt.signal_after_steps) std::raise(opt.signal_to_raise);
+    bool saved_now = false;
     const bool epoch_end = step % spe == 0;
     if (epoch_end) {
       const int64_t done_epochs = step / spe;
@@ -435,9 +482,22 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
           say(opt, "note: eval.knn_every is set but '%s' has no labels: no kNN monitor\n", train_ds->describe().c_str());
       }
       const bool ck_due = tc.checkpoint_every > 0 && done_epochs % tc.checkpoint_every == 0;
-      if (ck_due || step == total || step == stop_at) save(last_loss);
+      if (ck_due || step == total || step == stop_at) {
+        save(last_loss);
+        saved_now = true;
+      }
     } else if (step == stop_at) {
       save(last_loss);
+      saved_now = true;
+    }
+    if (const int sig = StopSignals::pending(); sig != 0 && step < stop_at) {
+      if (!saved_now) save(last_loss);
+      append_metrics(tc.run_dir, {{"event", "stopped"}, {"signal", signal_name(sig)}, {"step", step}});
+      say(opt, "%s%s received: stopped after step %lld of %lld, checkpoint %s; continue with --resume\n",
+          opt.tty ? "\r\x1b[K" : "", signal_name(sig), static_cast<long long>(step), static_cast<long long>(total),
+          res.last_checkpoint.c_str());
+      res.stopped_by_signal = sig;
+      break;
     }
   }
   if (tc.profile) profile_enable(false);

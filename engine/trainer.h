@@ -92,6 +92,8 @@ struct TrainOptions {
   // test hooks
   int64_t crash_after_steps = -1;  // return abruptly after this many steps of this call (no checkpoint): a kill
   int64_t poison_step = -1;        // the loss of this global step is replaced by NaN
+  int64_t signal_after_steps = -1; // raise(signal_to_raise) after this many steps of this call
+  int signal_to_raise = 0;
 };
 
 struct TrainResult {
@@ -101,9 +103,17 @@ struct TrainResult {
   double views_per_second = 0;
   std::string last_checkpoint;
   bool finished = false;                           // reached total_steps
+  int stopped_by_signal = 0;                       // SIGINT/SIGTERM/SIGUSR1 that stopped it (0: none)
   json summary;                                    // what the final checkpoint's metrics hold
 };
 
+// Graceful stop: while train() runs, SIGINT, SIGTERM and SIGUSR1 (what
+// batch schedulers send before a job's time runs out, e.g. SLURM's
+// `--signal=USR1@120`) finish the current step, write a checkpoint at that
+// step (atomically, like every checkpoint) and return with
+// `stopped_by_signal` set; `--resume` then continues exactly. A second SIGINT
+// while stopping kills the process at once (the default action). The
+// previous handlers are restored when train() returns.
 TrainResult train(const RunConfig& cfg, const TrainOptions& opt);
 
 // Wall seconds per training step (loader, forward, NT-Xent, backward, LARS)

@@ -5,6 +5,7 @@
 // trajectory exactly, a corrupt newest checkpoint is skipped for the previous
 // one, a non-finite loss stops with an error naming the step and leaves the
 // checkpoints intact, and bad configs give their documented errors.
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
@@ -168,6 +169,33 @@ TEST_CASE("e2e: interrupted and resumed runs repeat the loss trajectory exactly,
     CHECK(b3.start_step == 2 * spe);
     REQUIRE(b3.losses.size() == static_cast<size_t>(spe));
     for (size_t i = 0; i < b3.losses.size(); i++) CHECK(b3.losses[i].second == la[2 * spe + i]);
+  }
+
+  // ---- SIGTERM / SIGUSR1 (a scheduler's warning) mid-epoch: checkpoint at that
+  // step, stop, previous handlers restored; --resume repeats the trajectory
+  for (int sig : {SIGTERM, SIGUSR1}) {
+    INFO("signal " << sig);
+    const std::string dir = root + (sig == SIGTERM ? "/term" : "/usr1");
+    RunConfig cs = tiny_config(dir, 256, 32, 3, 0.0625);
+    struct sigaction before {}, after {};
+    sigaction(sig, nullptr, &before);
+    TrainOptions so = quiet();
+    so.signal_after_steps = 11;
+    so.signal_to_raise = sig;
+    TrainResult s1 = train(cs, so);
+    sigaction(sig, nullptr, &after);
+    CHECK(after.sa_handler == before.sa_handler);
+    CHECK(s1.stopped_by_signal == sig);
+    CHECK(!s1.finished);
+    CHECK(s1.end_step == 11);
+    REQUIRE(list_checkpoints(dir).size() == 2);  // end of epoch 1 and step 11
+    CHECK(load_checkpoint(list_checkpoints(dir).back()).meta["state"]["step"] == 11);
+    CHECK(read_file(dir + "/metrics.jsonl").find("\"event\":\"stopped\"") != std::string::npos);
+    TrainResult s2 = train(cs, resume);
+    CHECK(s2.finished);
+    CHECK(s2.stopped_by_signal == 0);
+    REQUIRE(s2.losses.size() == static_cast<size_t>(total - 11));
+    for (size_t i = 0; i < s2.losses.size(); i++) CHECK(s2.losses[i].second == la[11 + i]);
   }
 
   // ---- a non-finite loss stops with the step named, checkpoints untouched

@@ -200,6 +200,7 @@ int main(int argc, char** argv) {
                   static_cast<long long>(r.total_steps), fmt_time(r.seconds).c_str(), r.views_per_second,
                   r.last_checkpoint.c_str());
       if (cfg.train.profile) print_profile();
+      if (r.stopped_by_signal != 0) return 128 + r.stopped_by_signal;  // the shell's convention for a signal
       if (r.finished && (cfg.eval.linear_at_end || cfg.eval.random_init || cfg.eval.raw_pixels)) {
         Checkpoint ck = load_checkpoint(r.last_checkpoint);
         SimclrModel m(cfg.model, nullptr);
@@ -343,6 +344,7 @@ int main(int argc, char** argv) {
     opt.tty = tty;
     TrainResult tr = train(cfg, opt);
     if (cfg.train.profile) print_profile();
+    if (tr.stopped_by_signal != 0) return 128 + tr.stopped_by_signal;
     SIMCLR_CHECK(tr.finished, "quickstart: training stopped at step ", tr.end_step, " of ", tr.total_steps,
                  " (train.max_steps); no evaluation");
 

@@ -117,6 +117,16 @@ static void print_probe(const ProbeReport& r) {
                 r.knn.seconds);
 }
 
+// A "features d/t" progress line on a terminal while features are extracted; none otherwise.
+static ProgressFn feature_progress(bool tty) {
+  if (!tty) return {};
+  return [](int64_t d, int64_t t) {
+    std::printf("\r\x1b[Kfeatures %lld/%lld", static_cast<long long>(d), static_cast<long long>(t));
+    if (d == t) std::printf("\r\x1b[K");
+    std::fflush(stdout);
+  };
+}
+
 int main(int argc, char** argv) {
   tune_process_environment(argv);  // may re-execute this program once (engine/trainer.h)
   try {
@@ -277,13 +287,7 @@ int main(int argc, char** argv) {
       std::printf("simclr %s: %s %s width %g (%s stem)%s%s\n", cmd.c_str(), what.c_str(),
                   m.encoder->arch_name().c_str(), cfg.model.width, cfg.model.stem.c_str(),
                   ck_path.empty() ? "" : ", checkpoint ", ck_path.c_str());
-      ProgressFn progress;
-      if (tty)
-        progress = [](int64_t d, int64_t t) {
-          std::printf("\r\x1b[Kfeatures %lld/%lld", static_cast<long long>(d), static_cast<long long>(t));
-          if (d == t) std::printf("\r\x1b[K");
-          std::fflush(stdout);
-        };
+      const ProgressFn progress = feature_progress(tty);
       ProbeReport p = probe_encoder(*m.encoder, cfg, !no_linear, knn, what, progress);
       print_probe(p);
       json line = p.to_json();
@@ -348,13 +352,7 @@ int main(int argc, char** argv) {
     SIMCLR_CHECK(tr.finished, "quickstart: training stopped at step ", tr.end_step, " of ", tr.total_steps,
                  " (train.max_steps); no evaluation");
 
-    ProgressFn progress;
-    if (tty)
-      progress = [](int64_t d, int64_t t) {
-        std::printf("\r\x1b[Kfeatures %lld/%lld", static_cast<long long>(d), static_cast<long long>(t));
-        if (d == t) std::printf("\r\x1b[K");
-        std::fflush(stdout);
-      };
+    const ProgressFn progress = feature_progress(tty);
     const double t_eval = now_s();
     Checkpoint ck = load_checkpoint(tr.last_checkpoint);
     SimclrModel pre(cfg.model, nullptr);

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -46,6 +47,8 @@ void write_file_atomic(const std::string& path, std::string_view data) {
 }
 
 std::string read_file(const std::string& path) {
+  std::error_code ec;
+  SIMCLR_CHECK(!std::filesystem::is_directory(path, ec), "cannot read '", path, "': it is a directory");
   std::ifstream f(path, std::ios::binary);
   SIMCLR_CHECK(f.good(), "cannot read '", path, "': ", std::strerror(errno));
   std::ostringstream ss;

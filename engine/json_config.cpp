@@ -158,6 +158,8 @@ void apply_override(json& root, const std::string& a) {
 
 json read_json_file(const std::string& path) {
   std::string text = read_file(path);
+  SIMCLR_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, "'", path,
+               "' is empty (expected a JSON object)");
   try {
     return json::parse(text);
   } catch (const json::parse_error& e) {

@@ -72,6 +72,9 @@ TEST_CASE("run config: file, --set overrides, missing dataset paths", "[config]"
   CHECK_THROWS_WITH(load_run_config(dir + "/missing.json", {}), Catch::Contains("missing.json"));
   std::ofstream(dir + "/bad.json") << "{ \"train\": ";
   CHECK_THROWS_WITH(load_run_config(dir + "/bad.json", {}), Catch::Contains("not valid JSON"));
+  std::ofstream(dir + "/empty.json") << " \n";
+  CHECK_THROWS_WITH(load_run_config(dir + "/empty.json", {}), Catch::Contains("empty.json' is empty"));
+  CHECK_THROWS_WITH(load_run_config(dir, {}), Catch::Contains("it is a directory"));
 
   RunConfig m = parse(R"({"data": {"dataset": "fashion-mnist", "path": "/nonexistent/fmnist"}})");
   CHECK_THROWS_WITH(check_run_paths(m), Catch::Contains("/nonexistent/fmnist"));

@@ -117,8 +117,10 @@ Options parse(int argc, char** argv) {
       SIMCLR_CHECK(!v.empty() && *end == '\0' && o.tau > 0, "--tau must be a positive number, got '", v, "'");
     } else if (flag == "--warmup") {
       o.warmup = static_cast<int>(to_int(flag, value(i, flag)));
+      SIMCLR_CHECK(o.warmup >= 0, "--warmup must be >= 0, got ", o.warmup);  // (-1 is only the "default" mark)
     } else if (flag == "--iters") {
       o.iters = static_cast<int>(to_int(flag, value(i, flag)));
+      SIMCLR_CHECK(o.iters >= 1, "--iters must be >= 1, got ", o.iters);
     } else if (flag == "--ksplit") {
       o.ksplit = static_cast<int>(to_int(flag, value(i, flag)));
     } else if (flag == "--backward") {

@@ -1,55 +1,81 @@
-// optim/lars.cpp - the plain-loop LARS reference (see lars.h).
+// optim/lars.cpp - LARS over the whole parameter store in one call (see
+// lars.h): the plain-loop reference on the CPU, the fused kernels on CUDA.
 #include "optim/lars.h"
 
-#include <cmath>
+#include "engine/device.h"
 
 namespace simclr {
 
+namespace {
+// A host table copied into a new u8 tensor on `device`.
+template <class T>
+Tensor upload(const std::vector<T>& table, Device device) {
+  const int64_t bytes = static_cast<int64_t>(table.size() * sizeof(T));
+  Tensor t = Tensor::empty({bytes}, DType::u8, device);
+  copy_bytes(t.data_ptr(), device, table.data(), Device::cpu(), static_cast<size_t>(bytes));
+  return t;
+}
+}  // namespace
+
 Lars::Lars(const LarsConfig& cfg, ParamStore& store) : cfg_(cfg), store_(&store) {
   SIMCLR_CHECK(store.materialized(), "LARS: the parameter store is not materialised");
-  SIMCLR_CHECK(store.values().device().is_cpu(), "LARS: the plain-loop reference runs on the CPU, parameters are on ",
-               store.values().device().str());
-  momentum_ = Tensor::zeros(store.values().shape(), DType::f32, store.values().device());
+  const Device dev = store.values().device();
+  momentum_ = Tensor::zeros(store.values().shape(), DType::f32, dev);
+  int64_t off = 0;
+  for (const Param& p : store.params()) {
+    if (!p.trainable()) continue;
+    LarsSegment s;
+    s.offset = off;
+    s.n = p.shape.numel();
+    s.adapt = p.excluded_from_adaptation() ? 0 : 1;
+    segments_.push_back(s);
+    off += s.n;
+  }
+  SIMCLR_CHECK(off == store.values().numel(), "LARS: the trainable parameters hold ", off,
+               " values but the store's buffer ", store.values().numel());
+  trust_.assign(segments_.size(), 1.0);
+  if (dev.is_cuda()) {
+#ifdef SIMCLR_WITH_CUDA
+    std::vector<LarsChunk> chunks = lars_chunks(segments_);
+    num_chunks_ = static_cast<int64_t>(chunks.size());
+    segments_dev_ = upload(segments_, dev);
+    chunks_dev_ = upload(chunks, dev);
+    workspace_ = Tensor::empty({static_cast<int64_t>(gpu::lars_workspace_bytes(num_chunks_))}, DType::u8, dev);
+    lr_dev_ = Tensor::zeros({1}, DType::f64, dev);
+    trust_dev_ = Tensor::zeros({static_cast<int64_t>(std::max<size_t>(segments_.size(), 1))}, DType::f32, dev);
+#else
+    fail("LARS: the parameters are on ", dev.str(), " but this build has no CUDA backend");
+#endif
+  }
 }
 
 void Lars::step(double lr) {
-  float* wbase = store_->values().data<float>();
-  const float* gbase = store_->grads().data<float>();
-  float* vbase = momentum_.data<float>();
-  const double m = cfg_.momentum, wd = cfg_.weight_decay, eta = cfg_.eta;
-  trust_.clear();
-  int64_t off = 0;
-  for (const Param& p : store_->params()) {
-    if (!p.trainable()) continue;
-    const int64_t n = p.shape.numel();
-    float* w = wbase + off;
-    const float* g = gbase + off;
-    float* v = vbase + off;
-    off += n;
-    const bool adapt = !p.excluded_from_adaptation();
-    double lr_w = lr, trust = 1.0;
-    if (adapt) {
-      double wn = 0, gn = 0;
-      for (int64_t i = 0; i < n; i++) {
-        double gi = static_cast<double>(g[i]) + wd * static_cast<double>(w[i]);
-        wn += static_cast<double>(w[i]) * w[i];
-        gn += gi * gi;
-      }
-      wn = std::sqrt(wn);
-      gn = std::sqrt(gn);
-      if (wn > 0 && gn > 0) trust = eta * wn / gn;
-      lr_w = lr * trust;
-    }
-    trust_.push_back(trust);
-    const double dw = adapt ? wd : 0.0;
-    for (int64_t i = 0; i < n; i++) {
-      const double gi = static_cast<double>(g[i]) + dw * static_cast<double>(w[i]);
-      const double vi = m * static_cast<double>(v[i]) + lr_w * gi;
-      v[i] = static_cast<float>(vi);
-      const double update = cfg_.nesterov ? m * vi + lr_w * gi : vi;
-      w[i] = static_cast<float>(static_cast<double>(w[i]) - update);
-    }
+  const LarsHyper h{cfg_.momentum, cfg_.eta, cfg_.weight_decay, cfg_.nesterov};
+  const Device dev = store_->values().device();
+  if (segments_.empty()) return;
+  if (!dev.is_cuda()) {
+    cpu::lars_step(store_->values().data<float>(), store_->grads().data<float>(), momentum_.data<float>(),
+                   segments_.data(), static_cast<int>(segments_.size()), lr, h, trust_.data());
+    return;
   }
+#ifdef SIMCLR_WITH_CUDA
+  copy_bytes(lr_dev_.data_ptr(), dev, &lr, Device::cpu(), sizeof(double));
+  gpu::lars_step(store_->values().data<float>(), store_->grads().data<float>(), momentum_.data<float>(),
+                 static_cast<const LarsSegment*>(segments_dev_.data_ptr()),
+                 static_cast<const LarsChunk*>(chunks_dev_.data_ptr()), num_chunks_, lr_dev_.data<double>(), h,
+                 workspace_.data_ptr(), trust_dev_.data<float>(),
+                 static_cast<cudaStream_t>(cuda_current_stream(dev.index)));
+  trust_stale_ = true;
+#endif
+}
+
+const std::vector<double>& Lars::last_trust() const {
+  if (trust_stale_) {
+    const std::vector<float> t = trust_dev_.to_floats();
+    for (size_t i = 0; i < trust_.size(); i++) trust_[i] = t[i];
+    trust_stale_ = false;
+  }
+  return trust_;
 }
 
 }  // namespace simclr

@@ -89,4 +89,15 @@ inline double gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>&
   return worst;
 }
 
+// Runs f(in) with L = Σ f(in)·r, back-propagates, and returns the gradients
+// of the inputs (their old gradients dropped first).
+inline std::vector<Tensor> grads_of(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                                    std::vector<Tensor> in, const Tensor& r) {
+  for (Tensor& t : in) t.set_grad(Tensor());
+  backward(sum_product(f(in), r));
+  std::vector<Tensor> g;
+  for (Tensor& t : in) g.push_back(t.grad());
+  return g;
+}
+
 }  // namespace simclr::test

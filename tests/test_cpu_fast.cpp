@@ -15,6 +15,7 @@
 
 using namespace simclr;
 using simclr::test::gradcheck;
+using simclr::test::grads_of;
 using simclr::test::rand_tensor;
 using simclr::test::rel_err;
 
@@ -60,14 +61,6 @@ std::vector<double> to_double(const Guarded& g, double add = 0) {
   return d;
 }
 
-std::vector<Tensor> grads_of(const std::function<Tensor(const std::vector<Tensor>&)>& f, std::vector<Tensor> in,
-                             const Tensor& r) {
-  for (Tensor& t : in) t.set_grad(Tensor());
-  backward(sum_product(f(in), r));
-  std::vector<Tensor> g;
-  for (Tensor& t : in) g.push_back(t.grad());
-  return g;
-}
 
 }  // namespace
 

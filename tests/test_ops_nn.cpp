@@ -16,6 +16,7 @@
 
 using namespace simclr;
 using simclr::test::gradcheck;
+using simclr::test::grads_of;
 using simclr::test::rand_tensor;
 using simclr::test::rel_err;
 
@@ -121,15 +122,6 @@ void channel_stats(const Tensor& x, std::vector<double>& mean, std::vector<doubl
     for (int64_t c = 0; c < C; c++) var[c] += std::pow(x.at(m * C + c) - mean[c], 2) / static_cast<double>(M);
 }
 
-// Runs f(y) with L = Σ y·r and returns the gradients of the inputs (after backward).
-std::vector<Tensor> grads_of(const std::function<Tensor(const std::vector<Tensor>&)>& f, std::vector<Tensor> in,
-                             const Tensor& r) {
-  for (Tensor& t : in) t.set_grad(Tensor());
-  backward(sum_product(f(in), r));
-  std::vector<Tensor> g;
-  for (Tensor& t : in) g.push_back(t.grad());
-  return g;
-}
 
 // --------------------------------------------------------------- a communicator over threads
 

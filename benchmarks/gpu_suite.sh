@@ -259,7 +259,7 @@ do_configure() {
 
 do_build() {
   do_configure || return 1
-  local targets=(gpu_tests bench_ntxent)
+  local targets=(gpu_tests bench_ntxent bench_lars)
   grep -q '^kernel_emu_tests:' "$BUILD_DIR/Makefile" 2>/dev/null && targets+=(kernel_emu_tests)
   step "build ${targets[*]}" build.log cmake --build "$BUILD_DIR" --target "${targets[@]}" -j"$JOBS"
 }
@@ -301,6 +301,13 @@ do_bench() {
     step "bench_ntxent --sweep fp32 d=128" sweep_fp32_d128.log "$b" --sweep --d 128 --dtype fp32 --json --iters 10 --warmup 3 || rc=1
     step "bench_ntxent 2N=8192 d=128 bf16 ksplit 1..8" bench_ksplit.log bash -c \
       "for k in 1 2 3 4 5 6 8; do '$b' --n 8192 --d 128 --ksplit \$k --no-unfused --iters 30 --warmup 5 | grep -E 'ksplit|fwd|bwd'; done" || rc=1
+  fi
+  # the fused LARS step against per-tensor launches (ResNet-50 and ResNet-18 encoders)
+  if [ -x "$BUILD_DIR/bench_lars" ]; then
+    step "bench_lars ResNet-50" bench_lars_r50.log "$BUILD_DIR/bench_lars" --depth 50 --iters 50 --warmup 5 || rc=1
+    step "bench_lars ResNet-18" bench_lars_r18.log "$BUILD_DIR/bench_lars" --depth 18 --iters 50 --warmup 5 || rc=1
+  else
+    note "bench_lars not built: run the build stage"; rc=1
   fi
   return $rc
 }

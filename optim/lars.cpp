@@ -4,6 +4,12 @@
 
 #include "engine/device.h"
 
+#ifdef SIMCLR_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "engine/cuda_check.h"
+#endif
+
 namespace simclr {
 
 namespace {
@@ -59,12 +65,13 @@ void Lars::step(double lr) {
     return;
   }
 #ifdef SIMCLR_WITH_CUDA
-  copy_bytes(lr_dev_.data_ptr(), dev, &lr, Device::cpu(), sizeof(double));
+  // Stream-ordered, no host wait (a pageable source is staged before the call returns).
+  cudaStream_t stream = static_cast<cudaStream_t>(cuda_current_stream(dev.index));
+  CUDA_CHECK(cudaMemcpyAsync(lr_dev_.data_ptr(), &lr, sizeof(double), cudaMemcpyHostToDevice, stream));
   gpu::lars_step(store_->values().data<float>(), store_->grads().data<float>(), momentum_.data<float>(),
                  static_cast<const LarsSegment*>(segments_dev_.data_ptr()),
                  static_cast<const LarsChunk*>(chunks_dev_.data_ptr()), num_chunks_, lr_dev_.data<double>(), h,
-                 workspace_.data_ptr(), trust_dev_.data<float>(),
-                 static_cast<cudaStream_t>(cuda_current_stream(dev.index)));
+                 workspace_.data_ptr(), trust_dev_.data<float>(), stream);
   trust_stale_ = true;
 #endif
 }

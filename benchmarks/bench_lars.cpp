@@ -16,7 +16,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -91,29 +90,11 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-// The encoder's trainable parameters (names, shapes, flags) in a store on
-// `device`, filled with the same pseudo-random values and gradients.
 ParamStore encoder_store(const Options& o, Device device) {
-  ParamStore proto;
   ResNetConfig rc;
   rc.depth = o.depth;
   rc.width = o.width;
-  ResNet net(rc, proto);
-  ParamStore s;
-  for (const Param& p : proto.params())
-    if (p.trainable()) s.add(p.name, p.shape, p.flags);
-  s.materialize(device);
-  const int64_t n = s.values().numel();
-  std::mt19937_64 rng(1);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> w(n), g(n);
-  for (int64_t i = 0; i < n; i++) {
-    w[i] = 0.05f * nd(rng);
-    g[i] = 0.001f * nd(rng);
-  }
-  s.values().copy_from(Tensor::from_vector(w, {n}));
-  s.grads().copy_from(Tensor::from_vector(g, {n}));
-  return s;
+  return resnet_trainables_random(rc, device, 1);
 }
 
 void report(const Options& o, const char* impl, const Stats& s, int64_t params, int tensors, int launches) {

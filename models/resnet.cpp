@@ -2,6 +2,8 @@
 #include "models/resnet.h"
 
 #include <cmath>
+#include <random>
+#include <vector>
 
 #include "engine/autograd.h"
 #include "engine/profile.h"
@@ -177,6 +179,27 @@ Tensor ResNet::forward(const Tensor& x, bool training, Communicator* comm) {
   }
   OpTimer t("global_avg_pool");
   return global_avg_pool(h);
+}
+
+ParamStore resnet_trainables_random(const ResNetConfig& cfg, Device device, uint64_t seed, float w_std,
+                                    float g_std) {
+  ParamStore proto;
+  ResNet net(cfg, proto);
+  ParamStore s;
+  for (const Param& p : proto.params())
+    if (p.trainable()) s.add(p.name, p.shape, p.flags);
+  s.materialize(device);
+  const int64_t n = s.values().numel();
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> w(n), g(n);
+  for (int64_t i = 0; i < n; i++) {
+    w[i] = w_std * nd(rng);
+    g[i] = g_std * nd(rng);
+  }
+  s.values().copy_from(Tensor::from_vector(w, {n}));
+  s.grads().copy_from(Tensor::from_vector(g, {n}));
+  return s;
 }
 
 }  // namespace simclr

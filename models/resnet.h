@@ -101,4 +101,11 @@ Tensor apply_batch_norm(ParamStore& store, const Tensor& x, size_t gamma, size_t
 
 constexpr size_t kNoParam = static_cast<size_t>(-1);
 
+// The encoder's trainable parameters alone (torchvision names, shapes and
+// flags; no buffers), materialised on `device`, values ~ N(0, w_std²) and
+// gradients ~ N(0, g_std²) from `seed`: a stand-in model with real shapes for
+// optimiser tests and benchmarks (tests/gpu/test_lars_gpu.cpp, bench_lars).
+ParamStore resnet_trainables_random(const ResNetConfig& cfg, Device device, uint64_t seed, float w_std = 0.05f,
+                                    float g_std = 0.001f);
+
 }  // namespace simclr

@@ -7,7 +7,6 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -20,31 +19,10 @@
 using namespace simclr;
 
 namespace {
-// A store with the encoder's trainable shapes and flags, on `device`, filled
-// with the same pseudo-random values for a given seed.
 ParamStore resnet50_like(Device device, uint64_t seed) {
-  ParamStore proto;
   ResNetConfig rc;
   rc.depth = 50;
-  rc.width = 1.0;
-  rc.stem = "imagenet";
-  rc.in_channels = 3;
-  ResNet net(rc, proto);
-  ParamStore s;
-  for (const Param& p : proto.params())
-    if (p.trainable()) s.add(p.name, p.shape, p.flags);
-  s.materialize(device);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  const int64_t n = s.values().numel();
-  std::vector<float> w(n), g(n);
-  for (int64_t i = 0; i < n; i++) {
-    w[i] = 0.05f * nd(rng);
-    g[i] = 0.001f * nd(rng);
-  }
-  s.values().copy_from(Tensor::from_vector(w, {n}));
-  s.grads().copy_from(Tensor::from_vector(g, {n}));
-  return s;
+  return resnet_trainables_random(rc, device, seed);
 }
 }  // namespace
 

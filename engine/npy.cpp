@@ -1,7 +1,6 @@
 // engine/npy.cpp - see npy.h.
 #include "engine/npy.h"
 
-#include <regex>
 
 #include "engine/fileio.h"
 
@@ -28,6 +27,35 @@ DType dtype_of_descr(const std::string& d, const std::string& path) {
 }
 }  // namespace
 
+namespace {
+// The raw text of `key`'s value in a .npy header dict: a quoted string
+// (quotes kept), a parenthesised tuple (parentheses kept) or a bare word.
+std::string npy_header_value(const std::string& h, const std::string& key, const std::string& path) {
+  const std::string k = "'" + key + "'";
+  size_t p = h.find(k);
+  SIMCLR_CHECK(p != std::string::npos, "'", path, "': no ", key, " in header");
+  p = h.find(':', p + k.size());
+  SIMCLR_CHECK(p != std::string::npos, "'", path, "': no value for ", key, " in header");
+  p = h.find_first_not_of(" \t", p + 1);
+  SIMCLR_CHECK(p != std::string::npos, "'", path, "': no value for ", key, " in header");
+  size_t e;
+  if (h[p] == '\'') {
+    e = h.find('\'', p + 1);
+    SIMCLR_CHECK(e != std::string::npos, "'", path, "': unterminated ", key, " in header");
+    ++e;
+  } else if (h[p] == '(') {
+    e = h.find(')', p);
+    SIMCLR_CHECK(e != std::string::npos, "'", path, "': unterminated ", key, " in header");
+    ++e;
+  } else {
+    e = h.find_first_of(",}", p);
+    if (e == std::string::npos) e = h.size();
+    while (e > p && h[e - 1] == ' ') --e;
+  }
+  return h.substr(p, e - p);
+}
+}  // namespace
+
 Tensor read_npy(const std::string& path) {
   std::string s = read_file(path);
   SIMCLR_CHECK(s.size() >= 10 && s.compare(0, 6, "\x93NUMPY") == 0, "'", path, "' is not a .npy file");
@@ -44,19 +72,30 @@ Tensor read_npy(const std::string& path) {
   }
   SIMCLR_CHECK(s.size() >= hstart + hlen, "'", path, "': truncated .npy header");
   std::string h = s.substr(hstart, hlen);
-  std::smatch m;
-  SIMCLR_CHECK(std::regex_search(h, m, std::regex("'descr':\\s*'([^']+)'")), "'", path, "': no descr in header");
-  DType dt = dtype_of_descr(m[1], path);
-  SIMCLR_CHECK(std::regex_search(h, m, std::regex("'fortran_order':\\s*(True|False)")), "'", path,
-               "': no fortran_order in header");
-  SIMCLR_CHECK(m[1] == "False", "'", path, "': Fortran-order arrays are not supported (save with C order)");
-  SIMCLR_CHECK(std::regex_search(h, m, std::regex("'shape':\\s*\\(([^)]*)\\)")), "'", path,
-               "': no shape in header");
+  const std::string descr = npy_header_value(h, "descr", path);
+  SIMCLR_CHECK(descr.size() >= 2 && descr.front() == '\'' && descr.back() == '\'', "'", path,
+               "': descr is not a string in the header");
+  DType dt = dtype_of_descr(descr.substr(1, descr.size() - 2), path);
+  const std::string fortran = npy_header_value(h, "fortran_order", path);
+  SIMCLR_CHECK(fortran == "False" || fortran == "True", "'", path, "': fortran_order is '", fortran, "'");
+  SIMCLR_CHECK(fortran == "False", "'", path, "': Fortran-order arrays are not supported (save with C order)");
+  const std::string shp = npy_header_value(h, "shape", path);
+  SIMCLR_CHECK(shp.size() >= 2 && shp.front() == '(' && shp.back() == ')', "'", path,
+               "': shape is not a tuple in the header");
   std::vector<int64_t> dims;
-  std::string shp = m[1];
-  std::regex num("\\d+");
-  for (auto it = std::sregex_iterator(shp.begin(), shp.end(), num); it != std::sregex_iterator(); ++it)
-    dims.push_back(std::stoll(it->str()));
+  for (size_t i = 1; i + 1 < shp.size();) {
+    if (shp[i] < '0' || shp[i] > '9') {
+      SIMCLR_CHECK(shp[i] == ',' || shp[i] == ' ' || shp[i] == 'L', "'", path, "': bad shape ", shp);
+      ++i;
+      continue;
+    }
+    int64_t d = 0;
+    for (; i + 1 < shp.size() && shp[i] >= '0' && shp[i] <= '9'; ++i) {
+      SIMCLR_CHECK(d <= (int64_t{1} << 40), "'", path, "': shape ", shp, " is too large");
+      d = d * 10 + (shp[i] - '0');
+    }
+    dims.push_back(d);
+  }
   Shape shape(dims);
   Tensor t = Tensor::empty(shape, dt);
   size_t need = t.nbytes();

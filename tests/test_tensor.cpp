@@ -146,4 +146,34 @@ TEST_CASE("npy round trip and errors", "[npy]") {
   std::fputs("hello", f);
   std::fclose(f);
   CHECK_THROWS_WITH(read_npy(dir + "/bad.npy"), Catch::Contains("not a .npy file"));
+
+  // Headers as other writers lay them out (version 1, no padding rules
+  // enforced when reading), each followed by `data_bytes` zero bytes.
+  auto write_raw = [&](const std::string& name, const std::string& header, size_t data_bytes) {
+    std::string out = "\x93NUMPY";
+    out += '\x01';
+    out += '\x00';
+    out += static_cast<char>(header.size() & 0xFF);
+    out += static_cast<char>(header.size() >> 8);
+    out += header;
+    out.append(data_bytes, '\0');
+    FILE* g = std::fopen((dir + "/" + name).c_str(), "wb");
+    std::fwrite(out.data(), 1, out.size(), g);
+    std::fclose(g);
+    return dir + "/" + name;
+  };
+  Tensor v = read_npy(write_raw("tight.npy", "{'descr':'<f8','fortran_order':False,'shape':(2,3)}\n", 48));
+  CHECK(v.shape() == Shape({2, 3}));
+  CHECK(v.dtype() == DType::f64);
+  CHECK(read_npy(write_raw("vec.npy", "{'descr': '<i8', 'fortran_order': False, 'shape': (5,), }\n", 40)).shape() ==
+        Shape({5}));
+  CHECK(read_npy(write_raw("scalar.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (), }\n", 4)).numel() == 1);
+  CHECK_THROWS_WITH(read_npy(write_raw("f.npy", "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", 16)),
+                    Catch::Contains("Fortran-order"));
+  CHECK_THROWS_WITH(read_npy(write_raw("noshape.npy", "{'descr': '<f4', 'fortran_order': False}", 4)),
+                    Catch::Contains("no shape in header"));
+  CHECK_THROWS_WITH(read_npy(write_raw("huge.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 4)),
+                    Catch::Contains("too large"));
+  CHECK_THROWS_WITH(read_npy(write_raw("short.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", 8)),
+                    Catch::Contains("truncated data"));
 }

@@ -23,9 +23,9 @@
 
 #include "engine/autograd.h"
 #include "engine/device.h"
-#include "engine/ops.h"
+#include "losses/losses.h"
 #include "engine/profile.h"
-#include "engine/trainer.h"
+#include "train/trainer.h"
 #include "kernels/conv2d.h"
 #include "models/init.h"
 #include "optim/lars.h"

@@ -60,7 +60,7 @@ if [ "$stage" = "bundle" ]; then
   ln -sf libopenblas.so.0 "$lib/libopenblas.so"
   for so in libgfortran.so.5 libquadmath.so.0; do cp -L "/usr/lib/x86_64-linux-gnu/$so" "$lib/"; done
   # Boost.Context: the headers the emulator actually includes, the library, the CMake package
-  (cd "$repo" && g++ -std=c++20 -DSIMCLR_EMU=1 -I. -isystem /usr/local/cuda/include -M engine/cuda_emu.cpp) |
+  (cd "$repo" && g++ -std=c++20 -DSIMCLR_EMU=1 -I. -isystem /usr/local/cuda/include -M kernels/emu/cuda_emu.cpp) |
     tr ' \\' '\n\n' | grep '^/usr/include/boost/' | sort -u | while read -r h; do
       mkdir -p "$dst/include/$(dirname "${h#/usr/include/}")"
       cp "$h" "$dst/include/${h#/usr/include/}"

@@ -4,7 +4,7 @@
 // NT-Xent rely on:
 //   views   f32 [2N, S, S, C] NHWC: rows [0, N) are view 1 of images 0..N-1,
 //           rows [N, 2N) view 2 of the same images, so the positive of row i is
-//           row (i + N) mod 2N (engine/ops.h ntxent); each view augmented by
+//           row (i + N) mod 2N (ops/ops.h ntxent); each view augmented by
 //           data/augment.h and normalised per channel ((x - mean) / std).
 //   labels  i64 [N] (-1 for unlabelled data), indices: the N dataset indices.
 //   (opt.dtype bf16 / f16: the same values rounded from f32, for a smaller

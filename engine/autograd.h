@@ -10,7 +10,7 @@
 // the same order, which keeps allocation order (and a captured CUDA graph)
 // stable from step to step.
 //
-// Writing an op (see engine/ops.cpp for the pattern):
+// Writing an op (see ops/elementwise.cpp for the pattern):
 //   Tensor y = ...forward...;
 //   if (needs_grad({x, w})) {
 //     y.set_requires_grad();

@@ -4,7 +4,7 @@
 //
 // Shape legend: M rows (everything but the channel dim), C channels.
 //
-// The op (engine/ops_nn.cpp) runs BN in phases so that per-channel sums can be
+// The op (ops/nn.cpp) runs BN in phases so that per-channel sums can be
 // all-reduced across ranks in between (global BN):
 //   training forward:  batchnorm_stats -> [all-reduce sum, sumsq, count] ->
 //                      mean, var = sumsq/cnt - mean², invstd = 1/sqrt(var+eps)

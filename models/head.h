@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/ops.h"
+#include "ops/ops.h"
 #include "engine/param.h"
 
 namespace simclr {

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/ops.h"
+#include "ops/ops.h"
 #include "engine/param.h"
 
 namespace simclr {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "engine/autograd.h"
-#include "engine/ops.h"
+#include "losses/losses.h"
 #include "engine/tensor.h"
 
 namespace simclr::test {

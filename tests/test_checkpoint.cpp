@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "helpers.h"
-#include "engine/checkpoint.h"
+#include "train/checkpoint.h"
 #include "engine/fileio.h"
 #include "models/head.h"
 #include "models/resnet.h"

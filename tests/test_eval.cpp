@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "helpers.h"
-#include "engine/eval.h"
+#include "train/eval.h"
 
 using namespace simclr;
 

@@ -10,13 +10,13 @@
 #include <fstream>
 
 #include "helpers.h"
-#include "engine/checkpoint.h"
-#include "engine/embed.h"
-#include "engine/export.h"
+#include "train/checkpoint.h"
+#include "train/embed.h"
+#include "train/export.h"
 #include "engine/fileio.h"
-#include "engine/npy.h"
-#include "engine/safetensors.h"
-#include "engine/trainer.h"
+#include "train/npy.h"
+#include "train/safetensors.h"
+#include "train/trainer.h"
 
 using namespace simclr;
 namespace fs = std::filesystem;

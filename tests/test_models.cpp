@@ -205,7 +205,7 @@ TEST_CASE("resnet + head: one backward reaches every trainable parameter", "[mod
 // STYLE point 13: a whole training step (ResNet-18 + official head + NT-Xent +
 // backward + LARS, two steps) against the versioned PyTorch fixture made by
 // tests/fixtures/make_train_step_fixture.py.
-#include "engine/npy.h"
+#include "train/npy.h"
 #include "optim/lars.h"
 
 TEST_CASE("train step: two SimCLR steps match PyTorch (fixture)", "[models][fixture]") {

@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "helpers.h"
-#include "engine/run_config.h"
+#include "train/run_config.h"
 #include "optim/schedule.h"
 
 using namespace simclr;

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "engine/device.h"
-#include "engine/npy.h"
+#include "train/npy.h"
 #include "engine/param.h"
 #include "helpers.h"
 

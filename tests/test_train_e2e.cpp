@@ -10,10 +10,10 @@
 #include <fstream>
 
 #include "helpers.h"
-#include "engine/checkpoint.h"
-#include "engine/eval.h"
+#include "train/checkpoint.h"
+#include "train/eval.h"
 #include "engine/fileio.h"
-#include "engine/trainer.h"
+#include "train/trainer.h"
 
 using namespace simclr;
 namespace fs = std::filesystem;

@@ -31,8 +31,8 @@
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/device.h"
-#include "engine/npy.h"
-#include "engine/ops.h"
+#include "train/npy.h"
+#include "losses/losses.h"
 #include "engine/tensor.h"
 #include "kernels/ntxent.h"
 

@@ -6,7 +6,7 @@
 #include <exception>
 
 #include "engine/check.h"
-#include "engine/export.h"
+#include "train/export.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {

@@ -3,7 +3,7 @@
 // Each .cu here is compiled twice:
 //   - by nvcc into simclr_core (the real kernels), SIMCLR_EMU undefined;
 //   - by the host C++ compiler into simclr_emu with SIMCLR_EMU=1, where
-//     engine/cuda_emu.h stands in for the CUDA runtime and the kernels run on
+//     kernels/emu/cuda_emu.h stands in for the CUDA runtime and the kernels run on
 //     the CPU (tests/emu, ctest "emu[forward]" / "emu[reverse]").
 // Both can be linked into one program (kernel_emu_tests links both), so all
 // kernels and launchers live in `namespace simclr::SIMCLR_KNS`: simclr::gpu in
@@ -41,7 +41,7 @@
 #include <utility>
 
 #ifdef SIMCLR_EMU
-#include "engine/cuda_emu.h"
+#include "kernels/emu/cuda_emu.h"
 #define SIMCLR_KNS emu
 #else
 #include <cuda_runtime.h>

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "engine/device.h"
-#include "skip.h"
-#include "engine/ops.h"
+#include "tests/skip.h"
+#include "ops/ops.h"
 #include "engine/tensor.h"
 
 using namespace simclr;

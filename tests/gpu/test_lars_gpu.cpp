@@ -14,7 +14,7 @@
 #include "engine/param.h"
 #include "models/resnet.h"
 #include "optim/lars.h"
-#include "skip.h"
+#include "tests/skip.h"
 
 using namespace simclr;
 

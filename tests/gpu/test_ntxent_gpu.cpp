@@ -23,9 +23,9 @@
 #include "engine/autograd.h"
 #include "engine/cuda_check.h"
 #include "engine/device.h"
-#include "skip.h"
+#include "tests/skip.h"
 #include "engine/dtype.h"
-#include "engine/ops.h"
+#include "losses/losses.h"
 #include "kernels/ntxent.h"
 #include "tests/ntxent_case.h"
 

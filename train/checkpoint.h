@@ -1,4 +1,4 @@
-// engine/checkpoint.h - training checkpoints: one binary file holding the
+// train/checkpoint.h - training checkpoints: one binary file holding the
 // model (parameters and buffers by name), the optimiser state, the schedule
 // and loader position, the seed, the resolved config and a metrics summary.
 //

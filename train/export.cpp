@@ -1,5 +1,5 @@
-// engine/export.cpp - see export.h and docs/export.md.
-#include "engine/export.h"
+// train/export.cpp - see export.h and docs/export.md.
+#include "train/export.h"
 
 #include <cmath>
 #include <cstdio>
@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "engine/fileio.h"
-#include "engine/run_config.h"
+#include "train/run_config.h"
 
 namespace simclr {
 

@@ -1,14 +1,14 @@
-// engine/embed.h - `simclr embed`: encoder features h for a folder of images.
+// train/embed.h - `simclr embed`: encoder features h for a folder of images.
 //
 //   simclr embed --weights encoder.safetensors|encoder.bin|CHECKPOINT --data PATH
 //                --out features.npy [--labels-out labels.npy] [--batch 256]
 //                [--threads N] [--strict]
 //
-// The weights are a checkpoint or an export (engine/export.h load_encoder);
+// The weights are a checkpoint or an export (train/export.h load_encoder);
 // the preprocessing is the one the encoder was trained with (its manifest or
 // checkpoint config): no augmentation, centred crop of eval_crop_fraction,
 // bilinear resize to image_size, x / 255, per-channel (x - mean) / std, BN in
-// eval mode (data/loader.h evaluation batches, engine/eval.h encoder_features).
+// eval mode (data/loader.h evaluation batches, train/eval.h encoder_features).
 //
 // --data PATH (open_embed_data):
 //   a folder with class subfolders        image folder (labels = class indices)
@@ -31,8 +31,8 @@
 #include <string>
 
 #include "data/readers.h"
-#include "engine/eval.h"
-#include "engine/export.h"
+#include "train/eval.h"
+#include "train/export.h"
 
 namespace simclr {
 

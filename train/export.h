@@ -1,4 +1,4 @@
-// engine/export.h - the trained encoder out of a checkpoint, in torchvision's
+// train/export.h - the trained encoder out of a checkpoint, in torchvision's
 // names and layouts, and back into the engine (docs/export.md).
 //
 // Export (`export_encoder <checkpoint> --out encoder.safetensors`):
@@ -16,7 +16,7 @@
 //   - with_head: the projection head too, its checkpoint names "head.K.*"
 //     renamed "projection_head.K.*" (kExportHeadPrefix), which torchvision
 //     reports as unexpected keys (strict=False ignores them);
-//   - format "safetensors": one .safetensors file (engine/safetensors.h) whose
+//   - format "safetensors": one .safetensors file (train/safetensors.h) whose
 //     __metadata__ holds {"format": "pt", "simclr_manifest": <manifest JSON>};
 //     format "raw": one flat binary, every tensor at a 64-byte aligned offset
 //     from the start of the file, little endian, row-major in the layouts above;
@@ -39,8 +39,8 @@
 #include <vector>
 
 #include "data/data_config.h"
-#include "engine/checkpoint.h"
-#include "engine/safetensors.h"
+#include "train/checkpoint.h"
+#include "train/safetensors.h"
 #include "models/resnet.h"
 
 namespace simclr {

@@ -1,4 +1,4 @@
-// engine/run_config.h - the full configuration of a training run
+// train/run_config.h - the full configuration of a training run
 // (`simclr train run.json`), read strictly: unknown keys, wrong types and
 // out-of-range values throw simclr::Error naming the key path
 // (engine/json_config.h). docs/config.md lists every key with its type,

@@ -1,5 +1,5 @@
-// engine/checkpoint.cpp - see checkpoint.h and docs/checkpoint.md.
-#include "engine/checkpoint.h"
+// train/checkpoint.cpp - see checkpoint.h and docs/checkpoint.md.
+#include "train/checkpoint.h"
 
 #include <algorithm>
 #include <cstring>

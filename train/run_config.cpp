@@ -1,5 +1,5 @@
-// engine/run_config.cpp - see run_config.h.
-#include "engine/run_config.h"
+// train/run_config.cpp - see run_config.h.
+#include "train/run_config.h"
 
 #include <algorithm>
 #include <set>

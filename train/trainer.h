@@ -1,4 +1,4 @@
-// engine/trainer.h - the SimCLR training loop.
+// train/trainer.h - the SimCLR training loop.
 //
 // One step: loader batch (2N views, [view 1; view 2]) -> encoder f (BN in
 // training mode) -> projection head g -> NT-Xent(z, tau) -> backward -> the
@@ -30,7 +30,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/run_config.h"
+#include "train/run_config.h"
 #include "models/head.h"
 #include "models/resnet.h"
 #include "optim/optimizer.h"

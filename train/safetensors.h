@@ -1,4 +1,4 @@
-// engine/safetensors.h - a small reader and writer of the safetensors format
+// train/safetensors.h - a small reader and writer of the safetensors format
 // (https://github.com/huggingface/safetensors), our own code over nlohmann/json.
 //
 // File layout:

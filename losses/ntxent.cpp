@@ -1,4 +1,4 @@
-// engine/ops_ntxent.cpp - the differentiable NT-Xent op (engine/ops.h).
+// losses/ntxent.cpp - the differentiable NT-Xent op (ops/ops.h).
 //
 // CPU, f32/f64: the reference kernels (kernels/cpu/ntxent.cpp); the loss has
 // z's dtype (f64 for gradient checks). CUDA, f32/bf16: the fused kernels
@@ -11,7 +11,7 @@
 #include "engine/device.h"
 #include "engine/dispatch.h"
 #include "engine/op_table.h"
-#include "engine/ops.h"
+#include "losses/losses.h"
 #include "kernels/ntxent.h"
 
 namespace simclr {

@@ -1,8 +1,8 @@
-// engine/ops.cpp - elementwise, reduction and linear ops with their backward
+// ops/elementwise.cpp - elementwise, reduction and linear ops with their backward
 // (the pattern every op follows: check, dispatch, record). Convolution,
-// pooling, batch norm and the losses live in engine/ops_nn.cpp; NT-Xent in
-// engine/ops_ntxent.cpp.
-#include "engine/ops.h"
+// pooling, batch norm and the losses live in ops/nn.cpp; NT-Xent in
+// losses/ntxent.cpp.
+#include "ops/ops.h"
 
 #include "engine/autograd.h"
 #include "engine/dispatch.h"

@@ -1,4 +1,4 @@
-// engine/cuda_emu.h - CPU execution of our CUDA kernels (the emulator).
+// kernels/emu/cuda_emu.h - CPU execution of our CUDA kernels (the emulator).
 //
 // kernels/cuda/*.cu are compiled a second time as plain C++ with SIMCLR_EMU
 // defined; kernels/cuda/common.cuh then includes this header instead of
@@ -38,7 +38,7 @@
 // the products in fp32 with its own summation order). See docs/emulator.md.
 #pragma once
 #ifndef SIMCLR_EMU
-#error "engine/cuda_emu.h belongs to the emulated build (SIMCLR_EMU)"
+#error "kernels/emu/cuda_emu.h belongs to the emulated build (SIMCLR_EMU)"
 #endif
 
 #include <algorithm>
@@ -59,7 +59,7 @@
 // (driver_types.h) are the toolkit's, so cudaStream_t etc. agree with the
 // real build.
 #if defined(__CUDA_RUNTIME_API_H__) && !defined(SIMCLR_EMU_RUNTIME_API_BLOCKED)
-#error "engine/cuda_emu.h must not be combined with <cuda_runtime.h> / <cuda_runtime_api.h> in one file"
+#error "kernels/emu/cuda_emu.h must not be combined with <cuda_runtime.h> / <cuda_runtime_api.h> in one file"
 #endif
 #define __CUDA_RUNTIME_API_H__
 #define SIMCLR_EMU_RUNTIME_API_BLOCKED 1

@@ -1,4 +1,4 @@
-// engine/npy.h - NumPy .npy files (format 1.0/2.0, C order, little endian) for
+// train/npy.h - NumPy .npy files (format 1.0/2.0, C order, little endian) for
 // f32, f64, i32, i64, u8 arrays: embeddings in and out of bench_ntxent,
 // features out of `simclr embed`, fixtures in tests.
 #pragma once

@@ -1,6 +1,6 @@
-// engine/eval.cpp - features, linear probe (L-BFGS softmax regression) and
+// train/eval.cpp - features, linear probe (L-BFGS softmax regression) and
 // kNN monitor (see eval.h).
-#include "engine/eval.h"
+#include "train/eval.h"
 
 #include <omp.h>
 

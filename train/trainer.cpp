@@ -1,5 +1,5 @@
-// engine/trainer.cpp - the training loop (see trainer.h).
-#include "engine/trainer.h"
+// train/trainer.cpp - the training loop (see trainer.h).
+#include "train/trainer.h"
 
 #include <cblas.h>
 #include <strings.h>
@@ -18,11 +18,11 @@
 
 #include "data/loader.h"
 #include "engine/autograd.h"
-#include "engine/checkpoint.h"
+#include "train/checkpoint.h"
 #include "engine/device.h"
-#include "engine/eval.h"
+#include "train/eval.h"
 #include "engine/fileio.h"
-#include "engine/ops.h"
+#include "losses/losses.h"
 #include "engine/profile.h"
 #include "optim/adamw.h"
 #include "optim/lars.h"

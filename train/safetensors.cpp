@@ -1,5 +1,5 @@
-// engine/safetensors.cpp - see safetensors.h.
-#include "engine/safetensors.h"
+// train/safetensors.cpp - see safetensors.h.
+#include "train/safetensors.h"
 
 #include <algorithm>
 #include <cstring>

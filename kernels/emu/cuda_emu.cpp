@@ -1,6 +1,6 @@
-// engine/cuda_emu.cpp - the kernel emulator: fibers, scheduling, barriers,
+// kernels/emu/cuda_emu.cpp - the kernel emulator: fibers, scheduling, barriers,
 // warp collectives, shared memory, checks, and the runtime API on host
-// memory. Design notes in engine/cuda_emu.h and docs/emulator.md.
+// memory. Design notes in kernels/emu/cuda_emu.h and docs/emulator.md.
 //
 // One launch = blocks run one after another on the calling OS thread. The
 // threads of a block are fibers on Boost.Context's fcontext (make_fcontext /
@@ -9,7 +9,7 @@
 // The scheduler (on the caller's stack) resumes runnable threads in the
 // chosen order until each blocks (barrier / collective) or exits; a pass in
 // which nothing can run while threads remain is a deadlock.
-#include "engine/cuda_emu.h"
+#include "kernels/emu/cuda_emu.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

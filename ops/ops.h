@@ -1,4 +1,4 @@
-// engine/ops.h - the differentiable tensor ops of the engine.
+// ops/ops.h - the differentiable tensor ops of the engine.
 //
 // Each op checks its arguments (device, dtype, shape; a clear simclr::Error
 // otherwise), dispatches on device then dtype to the raw-pointer kernels in
@@ -68,15 +68,8 @@ struct BatchNormOptions {
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                   const Tensor& running_var, const BatchNormOptions& opt);
 
-// ---- normalisation and losses
+// ---- normalisation (the losses: losses/losses.h)
 // Row-wise L2 normalisation of x[V,D]: y_i = x_i / max(|x_i|, eps).
 Tensor l2_normalize(const Tensor& x, double eps = 1e-12);
-// Mean softmax cross-entropy of logits[N,K] against labels[N] (i32 or i64).
-Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
-// NT-Xent (SimCLR) of embeddings z[V,D], V = 2N, NOT yet normalised. Layout:
-// rows [0, N) are view 1 of images 0..N-1, rows [N, 2N) view 2 of the same
-// images, so the positive of row i is row (i + N) mod 2N. Returns the mean over
-// all V rows of -log( exp(s_ip/τ) / Σ_{k≠i} exp(s_ik/τ) ), s = cosine sim.
-Tensor ntxent(const Tensor& z, double tau);
 
 }  // namespace simclr

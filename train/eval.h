@@ -1,4 +1,4 @@
-// engine/eval.h - judging an encoder: features, linear probe, kNN monitor.
+// train/eval.h - judging an encoder: features, linear probe, kNN monitor.
 //
 // Features: the encoder output h (after global average pooling) of every image
 // of a split, no augmentation (data/loader.h evaluation batches: centred crop
@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "data/data_config.h"
-#include "engine/run_config.h"
+#include "train/run_config.h"
 #include "engine/json_config.h"
 #include "engine/tensor.h"
 #include "models/resnet.h"

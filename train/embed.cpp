@@ -1,5 +1,5 @@
-// engine/embed.cpp - see embed.h.
-#include "engine/embed.h"
+// train/embed.cpp - see embed.h.
+#include "train/embed.h"
 
 #include <unistd.h>
 
@@ -8,8 +8,8 @@
 #include <filesystem>
 
 #include "engine/device.h"
-#include "engine/npy.h"
-#include "engine/trainer.h"
+#include "train/npy.h"
+#include "train/trainer.h"
 
 namespace simclr {
 

@@ -1,5 +1,5 @@
-// engine/npy.cpp - see npy.h.
-#include "engine/npy.h"
+// train/npy.cpp - see npy.h.
+#include "train/npy.h"
 
 
 #include "engine/fileio.h"

@@ -1,0 +1,100 @@
+# tests/scripts/check_layers.cmake - the dependency rule of docs/architecture.md,
+# checked on every #include "folder/..." of the library and the tools:
+#
+#   engine (0) -> kernels (1) -> ops (2) -> losses, models, optim, data (3)
+#              -> train (4) -> tools (5)
+#
+# A file may include its own folder and any folder of a LOWER layer; folders
+# of the same layer are independent of each other (models never includes
+# data, and so on). tests/ and benchmarks/ may include anything.
+#
+#   cmake -DSRC=<repo root> -P tests/scripts/check_layers.cmake
+# prints every include that runs the other way and fails if there is one.
+# With -DSELFTEST=ON it first checks that the rule itself rejects a
+# hand-made upward include (so the check cannot pass by matching nothing).
+cmake_minimum_required(VERSION 3.20)
+if(NOT SRC)
+  message(FATAL_ERROR "check_layers: pass -DSRC=<repository root>")
+endif()
+
+set(LAYER_engine 0)
+set(LAYER_kernels 1)
+set(LAYER_ops 2)
+set(LAYER_losses 3)
+set(LAYER_models 3)
+set(LAYER_optim 3)
+set(LAYER_data 3)
+set(LAYER_train 4)
+set(LAYER_tools 5)
+set(FOLDERS engine kernels ops losses models optim data train tools)
+
+# Sets ${out} to "" when `from_folder` may include `to_folder`, else to a reason.
+function(layer_violation from_folder to_folder out)
+  if(from_folder STREQUAL to_folder)
+    set(${out} "" PARENT_SCOPE)
+    return()
+  endif()
+  if(NOT DEFINED LAYER_${to_folder})
+    set(${out} "" PARENT_SCOPE)  # a system or third-party path ("cuda_bf16.h" and the like)
+    return()
+  endif()
+  set(a ${LAYER_${from_folder}})
+  set(b ${LAYER_${to_folder}})
+  if(b LESS a)
+    set(${out} "" PARENT_SCOPE)
+  elseif(b EQUAL a)
+    set(${out} "${from_folder}/ and ${to_folder}/ are one layer (${a}) and must not include each other" PARENT_SCOPE)
+  else()
+    set(${out} "${from_folder}/ is layer ${a}, ${to_folder}/ is layer ${b} (above it)" PARENT_SCOPE)
+  endif()
+endfunction()
+
+if(SELFTEST)
+  foreach(pair "engine;kernels" "kernels;ops" "ops;models" "models;data" "optim;train" "train;tools" "engine;train")
+    list(GET pair 0 f)
+    list(GET pair 1 t)
+    layer_violation(${f} ${t} why)
+    if(why STREQUAL "")
+      message(FATAL_ERROR "check_layers self-test: ${f}/ including ${t}/ was accepted")
+    endif()
+  endforeach()
+  foreach(pair "kernels;engine" "ops;kernels" "models;ops" "train;data" "tools;train" "kernels;kernels")
+    list(GET pair 0 f)
+    list(GET pair 1 t)
+    layer_violation(${f} ${t} why)
+    if(NOT why STREQUAL "")
+      message(FATAL_ERROR "check_layers self-test: ${f}/ including ${t}/ was rejected: ${why}")
+    endif()
+  endforeach()
+endif()
+
+set(bad 0)
+set(checked 0)
+foreach(folder ${FOLDERS})
+  file(GLOB_RECURSE files RELATIVE ${SRC} ${SRC}/${folder}/*.h ${SRC}/${folder}/*.cpp ${SRC}/${folder}/*.cu
+       ${SRC}/${folder}/*.cuh)
+  foreach(f ${files})
+    file(STRINGS ${SRC}/${f} lines REGEX "^[ \t]*#[ \t]*include[ \t]*\"")
+    foreach(line ${lines})
+      string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]*\"([^\"]*)\".*$" "\\1" inc "${line}")
+      if(NOT inc MATCHES "/")
+        continue()
+      endif()
+      string(REGEX REPLACE "/.*$" "" to "${inc}")
+      math(EXPR checked "${checked} + 1")
+      layer_violation(${folder} ${to} why)
+      if(NOT why STREQUAL "")
+        message("LAYER VIOLATION: ${f} includes \"${inc}\": ${why}")
+        math(EXPR bad "${bad} + 1")
+      endif()
+    endforeach()
+  endforeach()
+endforeach()
+
+if(checked LESS 50)
+  message(FATAL_ERROR "check_layers: only ${checked} includes found under ${SRC}: wrong SRC?")
+endif()
+if(bad GREATER 0)
+  message(FATAL_ERROR "check_layers: ${bad} include(s) against the dependency rule (docs/architecture.md)")
+endif()
+message("check_layers: ${checked} includes follow engine -> kernels -> ops -> losses/models/optim/data -> train -> tools")

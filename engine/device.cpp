@@ -8,13 +8,99 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 namespace simclr {
 
 namespace {
 std::atomic<size_t> g_live{0}, g_peak{0}, g_count{0};
 constexpr size_t kAlign = 64;
+
+// ---- debug mode (engine/device.h): block layout
+//   base: [kGuard guard bytes][bytes payload][guard to the end of the rounding]
+// payload = base + kGuard stays 64-byte aligned; the after-guard is 64..127 bytes.
+constexpr size_t kGuard = 64;
+constexpr unsigned char kGuardByte = 0xA5, kPoisonByte = 0xFF;
+std::atomic<bool> g_debug{false};
+std::atomic<size_t> g_debug_blocks{0};  // live debug blocks: free's fast path when 0
+struct DebugBlock {
+  unsigned char* base;
+  size_t bytes, total;
+};
+std::mutex g_debug_mu;
+std::unordered_map<void*, DebugBlock>& debug_blocks() {  // payload pointer -> block
+  static std::unordered_map<void*, DebugBlock> m;
+  return m;
+}
+std::vector<std::string>& freed_broken() {  // blocks freed with a broken guard since the last check
+  static std::vector<std::string> v;
+  return v;
+}
+
+size_t debug_total(size_t bytes) { return kGuard + (bytes + kGuard + kAlign - 1) / kAlign * kAlign; }
+
+// "" when both guards are intact, else what is broken.
+std::string guard_damage(const DebugBlock& b) {
+  auto rel = [](size_t i) { return static_cast<long long>(i) - static_cast<long long>(kGuard); };
+  for (size_t i = 0; i < kGuard; i++)
+    if (b.base[i] != kGuardByte)
+      return detail::cat("block of ", b.bytes, " bytes: guard before it broken at byte ", rel(i),
+                         " (relative to the block start)");
+  for (size_t i = kGuard + b.bytes; i < b.total; i++)
+    if (b.base[i] != kGuardByte)
+      return detail::cat("block of ", b.bytes, " bytes: guard after it broken at byte ", rel(i),
+                         " (relative to the block start; the block ends at byte ", b.bytes, ")");
+  return "";
+}
+
+void* debug_alloc(size_t bytes) {
+  const size_t total = debug_total(bytes);
+  auto* base = static_cast<unsigned char*>(std::aligned_alloc(kAlign, total));
+  if (!base) return nullptr;
+  std::memset(base, kGuardByte, total);
+  std::memset(base + kGuard, kPoisonByte, bytes);
+  void* p = base + kGuard;
+  std::lock_guard<std::mutex> lock(g_debug_mu);
+  debug_blocks()[p] = DebugBlock{base, bytes, total};
+  g_debug_blocks++;
+  return p;
+}
+
+// Frees p if it is a debug block (verifying its guards first); false otherwise.
+bool debug_free(void* p) {
+  if (g_debug_blocks.load(std::memory_order_relaxed) == 0) return false;
+  std::lock_guard<std::mutex> lock(g_debug_mu);
+  auto it = debug_blocks().find(p);
+  if (it == debug_blocks().end()) return false;
+  const std::string damage = guard_damage(it->second);
+  if (!damage.empty()) freed_broken().push_back("freed " + damage);
+  std::free(it->second.base);
+  debug_blocks().erase(it);
+  g_debug_blocks--;
+  return true;
+}
 }  // namespace
+
+void set_cpu_alloc_debug(bool on) { g_debug.store(on, std::memory_order_relaxed); }
+bool cpu_alloc_debug() { return g_debug.load(std::memory_order_relaxed); }
+
+size_t cpu_alloc_check() {
+  std::lock_guard<std::mutex> lock(g_debug_mu);
+  std::vector<std::string> bad;
+  bad.swap(freed_broken());
+  for (const auto& [p, b] : debug_blocks()) {
+    const std::string damage = guard_damage(b);
+    if (!damage.empty()) bad.push_back("live " + damage);
+  }
+  if (!bad.empty()) {
+    std::string msg = detail::cat("cpu allocator debug check: ", bad.size(), " broken guard(s): ");
+    for (size_t i = 0; i < bad.size(); i++) msg += (i ? "; " : "") + bad[i];
+    fail(msg);
+  }
+  return debug_blocks().size();
+}
 
 #ifdef SIMCLR_WITH_CUDA
 void* cuda_alloc(size_t bytes, int device);    // engine/device_cuda.cpp
@@ -29,8 +115,12 @@ std::shared_ptr<Storage> allocate_storage(size_t bytes, Device device) {
   s->device = device;
   if (bytes == 0) return s;
   if (device.is_cpu()) {
-    size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-    s->ptr = std::aligned_alloc(kAlign, rounded);
+    if (g_debug.load(std::memory_order_relaxed)) {
+      s->ptr = debug_alloc(bytes);
+    } else {
+      size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+      s->ptr = std::aligned_alloc(kAlign, rounded);
+    }
     SIMCLR_CHECK(s->ptr != nullptr, "out of host memory allocating ", bytes, " bytes");
     size_t live = (g_live += bytes);
     g_count++;
@@ -50,7 +140,7 @@ std::shared_ptr<Storage> allocate_storage(size_t bytes, Device device) {
 void free_storage(Storage& s) {
   if (!s.ptr) return;
   if (s.device.is_cpu()) {
-    std::free(s.ptr);
+    if (!debug_free(s.ptr)) std::free(s.ptr);
     g_live -= s.bytes;
   } else {
 #ifdef SIMCLR_WITH_CUDA

@@ -31,6 +31,34 @@ struct AllocStats {
 };
 AllocStats cpu_alloc_stats();
 
+// ---- CPU allocator debug mode (tests): while on, every new CPU block is
+// filled with 0xFF bytes (a NaN in f32, f64, bf16 and f16, so an output
+// element an op forgets to write reads as NaN) and framed by guard bytes:
+// 64 before the block and from its last byte to the end of its 64-byte
+// rounding (at least 64) after it, so a write one element past the end breaks
+// the guard. Guards are verified when a block is freed (a broken one is
+// recorded, since a destructor cannot throw) and by cpu_alloc_check(). Blocks
+// allocated while the mode is off are plain and stay plain. Off by default:
+// then allocation and free cost one relaxed atomic load more.
+void set_cpu_alloc_debug(bool on);
+bool cpu_alloc_debug();
+// Verifies the guards of every live debug block and reports the blocks freed
+// with a broken guard since the last call: throws simclr::Error naming each
+// (size, before/after, offset of the first bad byte), else returns the number
+// of live debug blocks checked.
+size_t cpu_alloc_check();
+// Turns the debug mode on for a scope (restores the previous setting).
+class CpuAllocDebug {
+ public:
+  CpuAllocDebug() : prev_(cpu_alloc_debug()) { set_cpu_alloc_debug(true); }
+  ~CpuAllocDebug() { set_cpu_alloc_debug(prev_); }
+  CpuAllocDebug(const CpuAllocDebug&) = delete;
+  CpuAllocDebug& operator=(const CpuAllocDebug&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // ---- CUDA services
 bool cuda_available();          // a usable device exists at run time
 int cuda_device_count();

@@ -34,11 +34,17 @@ inline double max_abs(const Tensor& t) {
   return m;
 }
 
-// max_i |a_i - b_i| / max(max_i |b_i|, floor): normwise relative error.
+// max_i |a_i - b_i| / max(max_i |b_i|, floor): normwise relative error;
+// infinite when any difference is NaN (a NaN-poisoned element nobody wrote
+// must not vanish in a max).
 inline double rel_err(const Tensor& a, const Tensor& b, double floor = 1e-12) {
   REQUIRE(a.numel() == b.numel());
   double m = 0;
-  for (int64_t i = 0; i < a.numel(); i++) m = std::max(m, std::abs(a.at(i) - b.at(i)));
+  for (int64_t i = 0; i < a.numel(); i++) {
+    const double d = std::abs(a.at(i) - b.at(i));
+    if (std::isnan(d)) return INFINITY;
+    m = std::max(m, d);
+  }
   return m / std::max(max_abs(b), floor);
 }
 

@@ -1,13 +1,15 @@
-// tests/test_ops_nn.cpp - conv2d, max/avg pooling, batch norm (incl. global BN
-// over two thread "ranks"), l2_normalize and cross_entropy: forward against
-// independent naive loops and closed forms, backward against float64 central
-// differences, f32 against f64, and the error paths.
+// tests/test_ops_nn.cpp - the special tests of conv2d, pooling, batch norm,
+// l2_normalize and cross_entropy that are not rows of the op table
+// (tests/op_table_cases.h runs forward against naive loops, float64
+// gradients and f32 for every op): conv2d's backward against naive loops on
+// shapes too large for finite differences (chunking, threads), max-pool ties,
+// batch-norm statistics and running-statistics updates, global BN over two
+// thread "ranks", cross-entropy closed forms, and the error paths.
 #include <algorithm>
 #include <barrier>
 #include <cmath>
 #include <exception>
 #include <memory>
-#include <numeric>
 #include <random>
 #include <thread>
 
@@ -15,7 +17,6 @@
 #include "helpers.h"
 
 using namespace simclr;
-using simclr::test::gradcheck;
 using simclr::test::grads_of;
 using simclr::test::rand_tensor;
 using simclr::test::rel_err;
@@ -30,30 +31,6 @@ struct ConvCase {
 };
 
 int64_t out_size(int64_t in, int64_t k, int s, int p) { return (in + 2 * p - k) / s + 1; }
-
-// y[N,Ho,Wo,O] by the definition: a 7-deep loop.
-Tensor naive_conv(const Tensor& x, const Tensor& w, int s, int p) {
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-  const int64_t O = w.size(0), kH = w.size(1), kW = w.size(2);
-  const int64_t Ho = out_size(H, kH, s, p), Wo = out_size(W, kW, s, p);
-  Tensor y = Tensor::zeros({N, Ho, Wo, O}, DType::f64);
-  double* yp = y.data<double>();
-  for (int64_t n = 0; n < N; n++)
-    for (int64_t ho = 0; ho < Ho; ho++)
-      for (int64_t wo = 0; wo < Wo; wo++)
-        for (int64_t o = 0; o < O; o++) {
-          double acc = 0;
-          for (int64_t kh = 0; kh < kH; kh++)
-            for (int64_t kw = 0; kw < kW; kw++)
-              for (int64_t c = 0; c < C; c++) {
-                const int64_t ih = ho * s - p + kh, iw = wo * s - p + kw;
-                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                acc += x.at(((n * H + ih) * W + iw) * C + c) * w.at(((o * kH + kh) * kW + kw) * C + c);
-              }
-          yp[((n * Ho + ho) * Wo + wo) * O + o] = acc;
-        }
-  return y;
-}
 
 // dx, dw of L = Σ y·dy by the definition (same loop, scattered).
 void naive_conv_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w, int s, int p) {
@@ -79,36 +56,6 @@ void naive_conv_backward(Tensor& dx, Tensor& dw, const Tensor& dy, const Tensor&
                 dwp[wi] += g * x.at(xi);
               }
         }
-}
-
-// Max pool by the definition: strictly greater wins, so ties keep the first in window order.
-Tensor naive_max_pool(const Tensor& x, int k, int s, int p) {
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-  const int64_t Ho = out_size(H, k, s, p), Wo = out_size(W, k, s, p);
-  Tensor y = Tensor::zeros({N, Ho, Wo, C}, DType::f64);
-  for (int64_t n = 0; n < N; n++)
-    for (int64_t ho = 0; ho < Ho; ho++)
-      for (int64_t wo = 0; wo < Wo; wo++)
-        for (int64_t c = 0; c < C; c++) {
-          double best = -INFINITY;
-          for (int64_t ih = ho * s - p; ih < ho * s - p + k; ih++)
-            for (int64_t iw = wo * s - p; iw < wo * s - p + k; iw++)
-              if (ih >= 0 && ih < H && iw >= 0 && iw < W) best = std::max(best, x.at(((n * H + ih) * W + iw) * C + c));
-          y.data<double>()[((n * Ho + ho) * Wo + wo) * C + c] = best;
-        }
-  return y;
-}
-
-// Distinct values spaced by 1/numel (far apart compared with the finite-difference step), shuffled.
-Tensor distinct_tensor(const Shape& s, uint64_t seed) {
-  Tensor t = Tensor::empty(s, DType::f64);
-  std::vector<int64_t> idx(static_cast<size_t>(t.numel()));
-  std::iota(idx.begin(), idx.end(), 0);
-  std::mt19937_64 g(seed);
-  std::shuffle(idx.begin(), idx.end(), g);
-  for (int64_t i = 0; i < t.numel(); i++)
-    t.data<double>()[i] = -1.0 + 2.0 * static_cast<double>(idx[i]) / static_cast<double>(t.numel());
-  return t;
 }
 
 // Per-channel mean and biased variance of x viewed as [M,C].
@@ -178,33 +125,6 @@ class ThreadComm final : public Communicator {
 
 // ================================================================ conv2d
 
-TEST_CASE("conv2d: forward matches a naive 7-deep loop", "[ops][conv2d]") {
-  const std::vector<ConvCase> cases = {
-      {2, 5, 6, 3, 4, 3, 3, 1, 1},    // 3x3 same
-      {1, 7, 5, 2, 3, 3, 3, 2, 1},    // batch 1, stride 2, odd sizes
-      {3, 6, 6, 4, 5, 1, 1, 1, 0},    // 1x1: direct GEMM path
-      {2, 7, 7, 3, 2, 1, 1, 2, 0},    // 1x1 stride 2 (downsample shortcut): im2col path
-      {1, 9, 8, 3, 4, 5, 3, 2, 2},    // non-square kernel, padding 2
-      {2, 4, 4, 3, 2, 3, 3, 1, 0},    // no padding
-      {3, 11, 10, 3, 4, 7, 7, 2, 3},  // ImageNet-stem-like 7x7/2
-      {5, 40, 40, 8, 4, 3, 3, 1, 1},  // several chunks per thread and a thread split
-      {4, 30, 30, 16, 8, 1, 1, 1, 0}, // 1x1 direct, threaded
-  };
-  for (const ConvCase& c : cases) {
-    INFO("N" << c.N << " H" << c.H << " W" << c.W << " C" << c.C << " O" << c.O << " k" << c.kH << "x" << c.kW
-              << " s" << c.stride << " p" << c.pad);
-    Tensor x = rand_tensor({c.N, c.H, c.W, c.C}, 100 + c.H);
-    Tensor w = rand_tensor({c.O, c.kH, c.kW, c.C}, 200 + c.O);
-    Tensor ref = naive_conv(x, w, c.stride, c.pad);
-    Tensor y = conv2d(x, w, c.stride, c.pad);
-    REQUIRE(y.shape() == ref.shape());
-    CHECK(rel_err(y, ref) < 1e-13);
-    // f32: rounding of K-term dot products (K <= 147 here): 1e-5 is ~100 ulps of slack
-    Tensor y32 = conv2d(x.to(DType::f32), w.to(DType::f32), c.stride, c.pad);
-    CHECK(rel_err(y32, ref) < 1e-5);
-  }
-}
-
 TEST_CASE("conv2d: backward matches naive loops on multi-chunk, multi-thread cases", "[ops][conv2d]") {
   // Too large for finite differences (and large enough to take the threaded path):
   // checks the chunking, the per-thread dw reduction, col2im and the direct 1x1 path.
@@ -232,35 +152,6 @@ TEST_CASE("conv2d: backward matches naive loops on multi-chunk, multi-thread cas
   }
 }
 
-TEST_CASE("conv2d: gradients (float64 finite differences)", "[ops][conv2d][gradcheck]") {
-  const std::vector<ConvCase> cases = {
-      {2, 5, 6, 3, 4, 3, 3, 1, 1}, {1, 5, 5, 2, 3, 3, 3, 1, 1},  // batch 1
-      {2, 7, 5, 2, 3, 3, 3, 2, 1}, {1, 6, 7, 3, 2, 3, 3, 2, 0}, {3, 4, 5, 3, 4, 1, 1, 1, 0},  // 1x1
-      {2, 5, 5, 3, 2, 1, 1, 2, 0}, {1, 7, 6, 2, 2, 5, 3, 2, 2},  // 1x1/2, 5x3 pad 2
-  };
-  for (const ConvCase& c : cases) {
-    INFO("N" << c.N << " H" << c.H << " W" << c.W << " C" << c.C << " O" << c.O << " k" << c.kH << "x" << c.kW
-              << " s" << c.stride << " p" << c.pad);
-    Tensor x = rand_tensor({c.N, c.H, c.W, c.C}, 7 + c.W).set_requires_grad();
-    Tensor w = rand_tensor({c.O, c.kH, c.kW, c.C}, 9 + c.O).set_requires_grad();
-    const int s = c.stride, p = c.pad;
-    CHECK(gradcheck([s, p](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], s, p); }, {x, w}) <= 1e-6);
-  }
-}
-
-TEST_CASE("conv2d: f32 gradients agree with f64", "[ops][conv2d]") {
-  Tensor x = rand_tensor({3, 9, 9, 5}, 21).set_requires_grad();
-  Tensor w = rand_tensor({6, 3, 3, 5}, 22).set_requires_grad();
-  Tensor r = rand_tensor({3, 5, 5, 6}, 23);
-  auto f = [](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], 2, 1); };
-  auto g64 = grads_of(f, {x, w}, r);
-  Tensor x32 = x.to(DType::f32).set_requires_grad(), w32 = w.to(DType::f32).set_requires_grad();
-  auto g32 = grads_of(f, {x32, w32}, r.to(DType::f32));
-  // float32 accumulation over <= 75 products (dw) and <= 54 (dx): 1e-5 relative is ample
-  CHECK(rel_err(g32[0], g64[0]) < 1e-5);
-  CHECK(rel_err(g32[1], g64[1]) < 1e-5);
-}
-
 TEST_CASE("conv2d: error paths", "[ops][conv2d][errors]") {
   Tensor x = Tensor::zeros({2, 5, 5, 3});
   CHECK_THROWS_WITH(conv2d(x, Tensor::zeros({4, 3, 3, 2}), 1, 1), Catch::Contains("has 3 channels but weight"));
@@ -275,30 +166,6 @@ TEST_CASE("conv2d: error paths", "[ops][conv2d][errors]") {
 }
 
 // ================================================================ pooling
-
-TEST_CASE("max_pool2d: forward matches naive, gradients away from ties", "[ops][pool][gradcheck]") {
-  struct PoolCase {
-    int64_t N, H, W, C;
-    int k, s, p;
-  };
-  const std::vector<PoolCase> cases = {
-      {2, 7, 7, 3, 3, 2, 1},  // the stem pool, odd size
-      {1, 8, 6, 2, 3, 2, 1},  // batch 1, even sizes
-      {2, 6, 5, 2, 2, 2, 0},  // 2x2/2 no padding
-      {1, 5, 5, 3, 3, 1, 1},  // overlapping stride 1
-      {2, 9, 7, 1, 5, 3, 2},  // 5x5/3 padding 2
-  };
-  for (const PoolCase& c : cases) {
-    INFO("N" << c.N << " H" << c.H << " W" << c.W << " C" << c.C << " k" << c.k << " s" << c.s << " p" << c.p);
-    Tensor x = distinct_tensor({c.N, c.H, c.W, c.C}, 31 + c.H).set_requires_grad();
-    Tensor y = max_pool2d(x, c.k, c.s, c.p);
-    clear_tape();
-    CHECK(rel_err(y, naive_max_pool(x, c.k, c.s, c.p)) == 0.0);
-    CHECK(rel_err(max_pool2d(x.to(DType::f32), c.k, c.s, c.p), y) < 1e-7);  // same winners, f32 rounding
-    const int k = c.k, s = c.s, p = c.p;
-    CHECK(gradcheck([k, s, p](const std::vector<Tensor>& in) { return max_pool2d(in[0], k, s, p); }, {x}) <= 1e-6);
-  }
-}
 
 TEST_CASE("max_pool2d: ties go to the first element in window order, padding never wins", "[ops][pool]") {
   // Constant image: every window is all ties. 4x4, 3x3/2/1 windows: output (ho,wo) starts at
@@ -320,50 +187,11 @@ TEST_CASE("max_pool2d: error paths", "[ops][pool][errors]") {
   CHECK_THROWS_WITH(max_pool2d(Tensor::zeros({1, 2, 2, 3}), 5, 1, 1), Catch::Contains("does not fit"));
 }
 
-TEST_CASE("global_avg_pool: forward, gradient, f32", "[ops][pool][gradcheck]") {
-  Tensor x = rand_tensor({3, 4, 5, 6}, 41).set_requires_grad();
-  Tensor y = global_avg_pool(x);
-  clear_tape();
-  REQUIRE(y.shape() == Shape({3, 6}));
-  for (int64_t n = 0; n < 3; n++)
-    for (int64_t c = 0; c < 6; c++) {
-      double s = 0;
-      for (int64_t i = 0; i < 20; i++) s += x.at((n * 20 + i) * 6 + c);
-      CHECK(y.at(n * 6 + c) == Approx(s / 20).epsilon(1e-14));
-    }
-  CHECK(rel_err(global_avg_pool(x.to(DType::f32)), y) < 1e-6);
-  CHECK(gradcheck([](const std::vector<Tensor>& in) { return global_avg_pool(in[0]); }, {x}) <= 1e-6);
+TEST_CASE("global_avg_pool: error paths", "[ops][pool][errors]") {
   CHECK_THROWS_WITH(global_avg_pool(Tensor::zeros({3, 6})), Catch::Contains("expected a 4-D tensor"));
 }
 
 // ================================================================ batch norm
-
-TEST_CASE("batch_norm: gradients in training and eval, with and without affine", "[ops][bn][gradcheck]") {
-  for (const Shape& s : {Shape{3, 4, 5, 3}, Shape{7, 4}, Shape{1, 3, 2, 2}}) {
-    INFO("x " << s.str());
-    const int64_t C = s[-1];
-    Tensor x = rand_tensor(s, 51, -2, 3).set_requires_grad();
-    Tensor g = rand_tensor({C}, 52, 0.5, 1.5).set_requires_grad();
-    Tensor b = rand_tensor({C}, 53).set_requires_grad();
-    BatchNormOptions train;
-    CHECK(gradcheck([train](const std::vector<Tensor>& in) {
-            return batch_norm(in[0], in[1], in[2], Tensor(), Tensor(), train);
-          }, {x, g, b}) <= 1e-6);
-    CHECK(gradcheck([train](const std::vector<Tensor>& in) {
-            return batch_norm(in[0], Tensor(), Tensor(), Tensor(), Tensor(), train);
-          }, {x}) <= 1e-6);
-    // eval: running statistics are constants (f32 buffers, as the model keeps them)
-    Tensor rm = rand_tensor({C}, 54, -0.5, 0.5, DType::f32), rv = rand_tensor({C}, 55, 0.5, 2.0, DType::f32);
-    BatchNormOptions eval;
-    eval.training = false;
-    CHECK(gradcheck([eval, rm, rv](const std::vector<Tensor>& in) {
-            return batch_norm(in[0], in[1], in[2], rm, rv, eval);
-          }, {x, g, b}) <= 1e-6);
-    CHECK(gradcheck([eval, rm, rv](const std::vector<Tensor>& in) {
-            return batch_norm(in[0], Tensor(), Tensor(), rm, rv, eval);
-          }, {x}) <= 1e-6);
-  }
-}
 
 TEST_CASE("batch_norm: training output has per-channel mean 0 and variance 1", "[ops][bn]") {
   Tensor x = rand_tensor({4, 5, 3, 6}, 61, -3, 5);
@@ -429,34 +257,6 @@ TEST_CASE("batch_norm: running statistics after one step follow the formula, eva
   batch_norm(x.to(DType::f64), Tensor(), Tensor(), rm2, rv2, opt);
   CHECK(rel_err(rm2, rm1) < 1e-6);
   CHECK(rel_err(rv2, rv1) < 1e-6);
-}
-
-TEST_CASE("batch_norm: f32 agrees with f64 (forward and gradients)", "[ops][bn]") {
-  Tensor x = rand_tensor({6, 5, 5, 8}, 81, -1, 4).set_requires_grad();
-  Tensor g = rand_tensor({8}, 82, 0.5, 1.5).set_requires_grad();
-  Tensor b = rand_tensor({8}, 83).set_requires_grad();
-  Tensor r = rand_tensor({6, 5, 5, 8}, 84);
-  auto f = [](const std::vector<Tensor>& in) {
-    return batch_norm(in[0], in[1], in[2], Tensor(), Tensor(), BatchNormOptions());
-  };
-  Tensor y64;
-  {
-    NoGrad ng;
-    y64 = f({x, g, b});
-  }
-  auto g64 = grads_of(f, {x, g, b}, r);
-  Tensor x32 = x.to(DType::f32).set_requires_grad(), g32 = g.to(DType::f32).set_requires_grad();
-  Tensor b32 = b.to(DType::f32).set_requires_grad();
-  Tensor y32;
-  {
-    NoGrad ng;
-    y32 = f({x32, g32, b32});
-  }
-  auto gg32 = grads_of(f, {x32, g32, b32}, r.to(DType::f32));
-  // forward: a few f32 roundings per element; backward: sums over 150 rows and the
-  // cancellation in dy - mean(dy) - x̂·mean(dy·x̂), hence the looser 1e-5.
-  CHECK(rel_err(y32, y64) < 2e-6);
-  for (int i = 0; i < 3; i++) CHECK(rel_err(gg32[i], g64[i]) < 1e-5);
 }
 
 TEST_CASE("batch_norm: global BN over two thread ranks equals full-batch BN", "[ops][bn][comm]") {
@@ -545,31 +345,14 @@ TEST_CASE("batch_norm: error paths", "[ops][bn][errors]") {
 
 // ================================================================ l2_normalize
 
-TEST_CASE("l2_normalize: unit rows, gradients, f32, tiny rows", "[ops][l2][gradcheck]") {
-  Tensor x = rand_tensor({5, 7}, 101, -2, 2).set_requires_grad();
-  Tensor y = l2_normalize(x);
-  clear_tape();
-  for (int64_t v = 0; v < 5; v++) {
-    double s = 0, xs = 0;
-    for (int64_t d = 0; d < 7; d++) s += y.at(v * 7 + d) * y.at(v * 7 + d), xs += x.at(v * 7 + d) * x.at(v * 7 + d);
-    CHECK(s == Approx(1.0).epsilon(1e-14));
-    CHECK(y.at(v * 7 + 3) == Approx(x.at(v * 7 + 3) / std::sqrt(xs)).epsilon(1e-14));
-  }
-  CHECK(rel_err(l2_normalize(x.to(DType::f32)), y) < 1e-6);
-  CHECK(gradcheck([](const std::vector<Tensor>& in) { return l2_normalize(in[0]); }, {x}) <= 1e-6);
-  // a row shorter than eps is divided by eps (both sides of the clamp are differentiable)
-  Tensor t = rand_tensor({3, 4}, 102).set_requires_grad();
-  for (int d = 0; d < 4; d++) t.data<double>()[4 + d] *= 1e-5;  // row 1: norm ~1e-5 < eps = 1e-3
-  Tensor yt = l2_normalize(t, 1e-3);
-  clear_tape();
-  CHECK(yt.at(5) == Approx(t.at(5) / 1e-3).epsilon(1e-14));
-  CHECK(gradcheck([](const std::vector<Tensor>& in) { return l2_normalize(in[0], 1e-3); }, {t}) <= 1e-6);
+TEST_CASE("l2_normalize: error paths", "[ops][l2][errors]") {
   CHECK_THROWS_WITH(l2_normalize(Tensor::zeros({2, 3, 4})), Catch::Contains("expected a 2-D tensor"));
+  CHECK_THROWS_WITH(l2_normalize(Tensor::zeros({2, 3}), 0.0), Catch::Contains("eps must be > 0"));
 }
 
 // ================================================================ cross_entropy
 
-TEST_CASE("cross_entropy: closed form, naive reference, gradients, f32", "[ops][ce][gradcheck]") {
+TEST_CASE("cross_entropy: closed forms (uniform logits, large logits)", "[ops][ce]") {
   // uniform logits: log K whatever the labels
   Tensor u = Tensor::full({3, 10}, 2.5, DType::f64);
   CHECK(cross_entropy(u, Tensor::from_vector<int64_t>({0, 9, 4}, {3})).item() == Approx(std::log(10.0)).epsilon(1e-15));
@@ -578,25 +361,6 @@ TEST_CASE("cross_entropy: closed form, naive reference, gradients, f32", "[ops][
   CHECK(cross_entropy(big, Tensor::from_vector<int32_t>({1, 0}, {2})).item() ==
         Approx((1000 + 2000) / 2.0).epsilon(1e-15));
   CHECK(cross_entropy(big, Tensor::from_vector<int32_t>({0, 1}, {2})).item() == Approx(0.0).margin(1e-15));
-
-  Tensor z = rand_tensor({6, 5}, 111, -3, 3).set_requires_grad();
-  Tensor l32 = Tensor::from_vector<int32_t>({0, 4, 2, 2, 1, 3}, {6});
-  Tensor l64 = Tensor::from_vector<int64_t>({0, 4, 2, 2, 1, 3}, {6});
-  double ref = 0;
-  for (int64_t n = 0; n < 6; n++) {
-    double s = 0;
-    for (int64_t k = 0; k < 5; k++) s += std::exp(z.at(n * 5 + k));
-    ref += -std::log(std::exp(z.at(n * 5 + static_cast<int64_t>(l64.at(n)))) / s) / 6;
-  }
-  Tensor loss = cross_entropy(z, l32);
-  clear_tape();
-  CHECK(loss.shape() == Shape({1}));
-  CHECK(loss.item() == Approx(ref).epsilon(1e-14));
-  CHECK(cross_entropy(z, l64).item() == Approx(ref).epsilon(1e-14));
-  clear_tape();
-  CHECK(cross_entropy(z.to(DType::f32), l32).item() == Approx(ref).epsilon(1e-6));
-  CHECK(gradcheck([l32](const std::vector<Tensor>& in) { return cross_entropy(in[0], l32); }, {z}) <= 1e-6);
-  CHECK(gradcheck([l64](const std::vector<Tensor>& in) { return cross_entropy(in[0], l64); }, {z}) <= 1e-6);
 }
 
 TEST_CASE("cross_entropy: error paths", "[ops][ce][errors]") {

@@ -1,4 +1,4 @@
-// tests/test_tensor.cpp - tensor, dtype, allocator, parameter store, npy,
+// tests/test_tensor.cpp - tensor, dtype, allocator (and its debug mode), parameter store, npy,
 // autograd tape basics and the error paths.
 #include <cmath>
 
@@ -79,6 +79,45 @@ TEST_CASE("cpu allocator counts live bytes", "[tensor]") {
     CHECK(cpu_alloc_stats().live_bytes == before + 8000);
   }
   CHECK(cpu_alloc_stats().live_bytes == before);
+}
+
+TEST_CASE("cpu allocator debug mode: NaN-filled blocks, guards checked on demand and on free", "[tensor][alloc]") {
+  REQUIRE_FALSE(cpu_alloc_debug());  // off by default
+  Tensor plain = Tensor::empty({3}, DType::f32);  // allocated while off: stays a plain block
+  {
+    CpuAllocDebug debug;
+    CHECK(cpu_alloc_debug());
+    const size_t before = cpu_alloc_stats().live_bytes;
+    Tensor t = Tensor::empty({5}, DType::f64);  // 40 bytes: the after-guard starts at byte 40
+    CHECK(cpu_alloc_stats().live_bytes == before + 40);  // the statistics count the payload only
+    CHECK(reinterpret_cast<uintptr_t>(t.data_ptr()) % 64 == 0);
+    for (int64_t i = 0; i < 5; i++) CHECK(std::isnan(t.at(i)));
+    for (DType dt : {DType::f32, DType::bf16, DType::f16}) CHECK(std::isnan(Tensor::empty({1}, dt).at(0)));
+    CHECK(Tensor::zeros({4}).at(3) == 0.0);  // zeros still zero
+    CHECK(cpu_alloc_check() >= 1);
+    // one element past the end (an off-by-one write): the live check names it
+    auto* bytes = static_cast<unsigned char*>(t.data_ptr());
+    const unsigned char keep = bytes[40];
+    bytes[40] = 0;
+    CHECK_THROWS_WITH(cpu_alloc_check(), Catch::Contains("live block of 40 bytes: guard after it broken at byte 40"));
+    bytes[40] = keep;
+    CHECK_NOTHROW(cpu_alloc_check());
+    // one byte before the start
+    bytes[-1] = 0;
+    CHECK_THROWS_WITH(cpu_alloc_check(), Catch::Contains("guard before it broken at byte -1"));
+    bytes[-1] = 0xA5;
+    // a block freed with a broken guard is reported by the next check, once
+    {
+      Tensor u = Tensor::empty({3}, DType::f32);  // 12 bytes: the guard runs to byte 127
+      static_cast<unsigned char*>(u.data_ptr())[100] = 1;
+    }
+    CHECK_THROWS_WITH(cpu_alloc_check(), Catch::Contains("freed block of 12 bytes: guard after it broken at byte 100"));
+    CHECK_NOTHROW(cpu_alloc_check());
+    // the plain block is freed normally inside the scope
+    plain = Tensor();
+  }
+  CHECK_FALSE(cpu_alloc_debug());
+  CHECK(cpu_alloc_check() == 0);  // every debug block went away with its tensor
 }
 
 TEST_CASE("blas is OpenBLAS with OpenMP", "[tensor]") {

@@ -10,6 +10,7 @@
 
 #include "helpers.h"
 #include "kernels/ntxent.h"
+#include "losses/ntxent_composite.h"
 
 using namespace simclr;
 using simclr::test::rand_tensor;
@@ -149,6 +150,12 @@ TEST_CASE("ntxent: distributed form with R simulated ranks equals one device", "
   double worst = 0;
   for (int64_t i = 0; i < V * D; i++) worst = std::max(worst, std::abs((dz1[i] - 0.25) / 1.7 - g.at(i)));
   CHECK(worst < 1e-12);
+}
+
+TEST_CASE("ntxent_composite: bad arguments are clear errors", "[ntxent]") {
+  CHECK_THROWS_WITH(ntxent_composite(rand_tensor({3, 4}, 1), 0.1), Catch::Contains("even number"));
+  CHECK_THROWS_WITH(ntxent_composite(rand_tensor({4, 4}, 1), 0.0), Catch::Contains("temperature"));
+  CHECK_THROWS_WITH(ntxent_composite(rand_tensor({4}, 1), 0.1), Catch::Contains("2-D"));
 }
 
 TEST_CASE("ntxent: bad arguments are clear errors", "[ntxent]") {

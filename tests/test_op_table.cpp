@@ -22,13 +22,7 @@
 #include "op_table_cases.h"
 
 using namespace simclr;
-using simclr::test::gradcheck;
-using simclr::test::grads_of;
-using simclr::test::OpCase;
-using simclr::test::op_cases;
-using simclr::test::rand_tensor;
-using simclr::test::rel_err;
-using simclr::test::Tol;
+using namespace simclr::test;
 
 namespace {
 
@@ -102,7 +96,10 @@ Inputs make_inputs(const OpCase& c, uint64_t seed) {
     case Op::batch_norm: {
       const int64_t C = s[-1];
       in.diff = {rand_tensor(s, seed, -2, 3)};
-      if (c.opt.affine) in.diff.push_back(rand_tensor({C}, seed + 1, 0.5, 1.5)), in.diff.push_back(rand_tensor({C}, seed + 2));
+      if (c.opt.affine) {
+        in.diff.push_back(rand_tensor({C}, seed + 1, 0.5, 1.5));  // gamma
+        in.diff.push_back(rand_tensor({C}, seed + 2));            // beta
+      }
       if (bn_has_running(c)) {
         const DType bt = c.opt.f32_buffers ? DType::f32 : DType::f64;
         std::vector<Tensor> rs = {rand_tensor({C}, seed + 3, -0.5, 0.5, bt), rand_tensor({C}, seed + 4, 0.5, 2.0, bt)};
@@ -407,6 +404,25 @@ double grad_err(const Run& a, const Run& b) {
   return e;
 }
 
+// Runs `got` and `want` (on their inputs) with the same random cotangent and checks
+// got's output and gradients against want's within tol; returns got's run.
+template <class F, class G>
+Run compare(const OpCase& c, const char* mode, const Tol& tol, uint64_t seed, F&& got, const Inputs& got_in, G&& want,
+            const Inputs& want_in) {
+  Tensor y0;
+  {
+    NoGrad ng;
+    y0 = want(want_in.diff);
+  }
+  const Tensor r = rand_tensor(y0.shape(), seed + 7);
+  const Run w = run(want, want_in, r), g = run(got, got_in, r.to(got_in.diff[0].dtype()));
+  const double ef = rel_err(g.y, w.y), eg = grad_err(g, w);
+  report(c, mode, ef, eg);
+  CHECK(ef <= tol.fwd);
+  CHECK(eg <= tol.grad);
+  return g;
+}
+
 // Calls body(row, seed) for every row that runs the mode, with the allocator's debug mode on.
 template <class F>
 void for_rows(Tol OpCase::*mode, F&& body) {
@@ -449,7 +465,8 @@ TEST_CASE("op table: every op of the enum has rows in every mode, every toleranc
     for (DType dt : {DType::f32, DType::bf16, DType::f16, DType::f64}) {
       if (!supports(DeviceKind::cuda, op, dt)) continue;
       INFO("dtype " << dtype_name(dt) << " is supported on cuda");
-      CHECK(std::any_of(rows.begin(), rows.end(), [&](const OpCase& c) { return c.op == op && c.dtype == dt && c.dev.on(); }));
+      CHECK(std::any_of(rows.begin(), rows.end(),
+                        [&](const OpCase& c) { return c.op == op && c.dtype == dt && c.dev.on(); }));
     }
   }
   std::set<std::string> names;
@@ -510,18 +527,8 @@ TEST_CASE("op table (b): reduced precision against float64, forward and gradient
     const Inputs in = make_inputs(c, seed), lo = convert(in, c.dtype);
     auto f64 = [&](const std::vector<Tensor>& d) { return apply(c, d, in); };
     auto flo = [&](const std::vector<Tensor>& d) { return apply(c, d, lo); };
-    Tensor y0;
-    {
-      NoGrad ng;
-      y0 = f64(in.diff);
-    }
-    const Tensor r = rand_tensor(y0.shape(), seed + 7);
-    const Run a = run(f64, in, r), b = run(flo, lo, r.to(c.dtype));
-    REQUIRE(b.y.dtype() == c.dtype);
-    const double ef = rel_err(b.y, a.y), eg = grad_err(b, a);
-    report(c, "low", ef, eg);
-    CHECK(ef <= c.low.fwd);
-    CHECK(eg <= c.low.grad);
+    const Run b = compare(c, "low", c.low, seed, flo, lo, f64, in);
+    CHECK(b.y.dtype() == c.dtype);
   });
 }
 
@@ -530,17 +537,7 @@ TEST_CASE("op table (fused): fused ops equal their composites, values and gradie
     const Inputs in = make_inputs(c, seed);
     auto fused = [&](const std::vector<Tensor>& d) { return apply(c, d, in); };
     auto composite = [&](const std::vector<Tensor>& d) { return apply_composite(c, d, in); };
-    Tensor y0;
-    {
-      NoGrad ng;
-      y0 = fused(in.diff);
-    }
-    const Tensor r = rand_tensor(y0.shape(), seed + 7);
-    const Run a = run(fused, in, r), b = run(composite, in, r);
-    const double ef = rel_err(a.y, b.y), eg = grad_err(a, b);
-    report(c, "fused", ef, eg);
-    CHECK(ef <= c.fused.fwd);
-    CHECK(eg <= c.fused.grad);
+    const Run a = compare(c, "fused", c.fused, seed, fused, in, composite, in);
     if (c.op != Op::ntxent) {  // the ReLU is active somewhere and passes somewhere
       int64_t zeros = 0;
       for (int64_t i = 0; i < a.y.numel(); i++) zeros += a.y.at(i) == 0.0;

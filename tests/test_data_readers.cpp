@@ -10,6 +10,7 @@
 #include "data/data_config.h"
 #include "data/readers.h"
 #include "helpers.h"
+#include "skip.h"
 
 using namespace simclr;
 namespace fs = std::filesystem;
@@ -317,10 +318,8 @@ TEST_CASE("CIFAR-10 and CIFAR-100 binary batches", "[data][readers]") {
 
 TEST_CASE("Fashion-MNIST from the Debian package: 60000 / 10000 images, labels 0..9", "[data][readers][fashion]") {
   DataConfig c;  // defaults: fashion-mnist at /usr/share/datasets/fashion-mnist
-  if (!fs::exists(c.path + "/train-images-idx3-ubyte.gz")) {
-    WARN("SKIPPED: Fashion-MNIST not installed at " << c.path << " (setup.sh installs dataset-fashion-mnist)");
-    return;
-  }
+  if (!fs::exists(c.path + "/train-images-idx3-ubyte.gz"))
+    SIMCLR_SKIP("Fashion-MNIST not installed at " + c.path + " (setup.sh installs dataset-fashion-mnist)");
   for (auto [split, n] : {std::pair{"train", 60000}, std::pair{"test", 10000}}) {
     std::shared_ptr<Dataset> ds = open_dataset(c, split);
     REQUIRE(ds->size() == n);

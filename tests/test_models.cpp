@@ -245,32 +245,75 @@ TEST_CASE("train step: two SimCLR steps match PyTorch (fixture)", "[models][fixt
   lc.weight_decay = meta["weight_decay"].get<double>();
   Lars opt(lc, store);
   const double tau = meta["tau"].get<double>(), lr = meta["lr"].get<double>();
-  // Tolerances: the reference is PyTorch in float64; PyTorch's own float32 run
-  // deviates from it by meta["torch_f32_error"] (grad 5.6e-5, loss of step 2
-  // 2.5e-5, tensors after two steps 2.9e-4: a batch of 8 views through BN at
-  // lr 0.5 amplifies rounding). Our float32 engine gets a few times that.
+  // Error budget. The reference is PyTorch in float64; any float32 run
+  // differs from it by rounding, by an amount that depends on the order of its
+  // reductions (so on the CPU, thread count and conv algorithm). Relative
+  // deviations from the f64 reference, worst tensor, measured:
+  //                 PyTorch 1.13 f32          this engine f32 (AVX2 CPU; reference
+  //                 (4 orders on an AVX2 CPU  conv / oneDNN conv at 1 thread)
+  //                 + the AVX-512 generator)
+  //   loss, step 1  2.3e-7 .. 7.7e-7          1.8e-6 / 1.7e-6
+  //   loss, step 2  4.5e-6 .. 2.6e-5          1.1e-4 / below 3e-4
+  //   gradient      1.9e-5 .. 5.6e-5          1.9e-4 / 2.2e-4
+  //   update        2.4e-4 .. 4.4e-4          1.0e-3 / 1.0e-3
+  // (4 orders: 1 or 4 threads x oneDNN on or off; the AVX-512 figures are the
+  // fixture's first meta, meta["torch_f32_error"] now holds the AVX2
+  // regeneration, which left the .npy files bit for bit.) Our engine's rounding is another sample,
+  // a few times PyTorch's: a batch of 8 views through BN at lr 0.5 moves BN
+  // parameters by up to 27x their size in two steps, so the step-2 loss and the
+  // update inherit the step-1 rounding amplified. The old limits (1e-6 on the
+  // step-1 loss, 2e-4 on gradients) had been set on the AVX-512 machine and
+  // failed on AVX2. Each tolerance is 2-3x our worst measurement, for
+  // other CPUs and orders; a wrong formula lands far above (see the update).
+  constexpr double kLossTol[2] = {5e-6,   // step 1: forward rounding only
+                                  3e-4};  // step 2: after one amplifying step
+  constexpr double kGradTol = 5e-4;       // step-1 gradients, normwise (floor 1e-3)
+  constexpr double kUpdateTol = 3e-3;     // two-step update, relative to the update's largest element
   INFO("PyTorch f32 vs f64: " << meta["torch_f32_error"].dump());
+  double worst_grad = 0, worst_update = 0;
+  std::string worst_grad_name, worst_update_name;
   for (int step = 0; step < 2; step++) {
     store.zero_grad();
     Tensor loss = ntxent(head.forward(net.forward(x, true), true), tau);
-    INFO("step " << step);
-    CHECK(loss.item() == Approx(meta["losses"][step].get<double>()).epsilon(step == 0 ? 1e-6 : 1e-4));
+    INFO("step " << step + 1);
+    CHECK(loss.item() == Approx(meta["losses"][step].get<double>()).epsilon(kLossTol[step]));
     backward(loss);
     if (step == 0) {
       for (const json& e : meta["tensors"]) {
         const Param& p = store.get(e["name"].get<std::string>());
         if (!p.trainable()) continue;
         INFO("gradient of " << p.name);
-        CHECK(simclr::test::rel_err(p.grad, fixture_view(grad, e, p.shape), 1e-3) < 2e-4);
+        const double err = simclr::test::rel_err(p.grad, fixture_view(grad, e, p.shape), 1e-3);
+        CHECK(err < kGradTol);
+        if (err > worst_grad) worst_grad = err, worst_grad_name = p.name;
       }
     }
     opt.step(lr);
   }
-  // every tensor after two steps (parameters, running statistics, counters)
+  // The update of every tensor (parameters, running statistics, counters)
+  // over the two steps, after - before, relative to the largest element of
+  // the fixture's update: max|ours - after| / max|after - before|. LARS-adapted
+  // weights move by only 0.8e-3 to 9e-3 of their size in two steps, so a check
+  // of the values themselves (relative to the values) could not see a wrong
+  // trust ratio; relative to the update it can: without the trust ratio the
+  // error is 3e2 to 6e3, with no update of the adapted weights 1.0, with half the
+  // trust ratio 0.5, with a trust ratio 1% off 0.9e-2 to 1.1e-2 (against
+  // 3e-3; the old value check passed that one on every tensor).
   for (const json& e : meta["tensors"]) {
     const std::string name = e["name"].get<std::string>();
-    INFO(name);
+    INFO("update of " << name);
     Tensor got = store[name];
-    CHECK(simclr::test::rel_err(got, fixture_view(after, e, got.shape()), 1e-3) < 1e-3);
+    const Tensor b = fixture_view(before, e, got.shape()), a = fixture_view(after, e, got.shape());
+    double diff = 0, update = 0;
+    for (int64_t i = 0; i < got.numel(); i++) {
+      diff = std::max(diff, std::abs(got.at(i) - a.at(i)));
+      update = std::max(update, std::abs(a.at(i) - b.at(i)));
+    }
+    REQUIRE(update > 0);  // every tensor of the fixture moves (counters by 2)
+    const double err = diff / update;
+    CHECK(err < kUpdateTol);
+    if (err > worst_update) worst_update = err, worst_update_name = name;
   }
+  std::printf("train step vs PyTorch f64: worst gradient error %.2e (%s), worst update error %.2e (%s)\n", worst_grad,
+              worst_grad_name.c_str(), worst_update, worst_update_name.c_str());
 }

@@ -1,9 +1,15 @@
 // train/checkpoint.cpp - see checkpoint.h and docs/checkpoint.md.
 #include "train/checkpoint.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "engine/fileio.h"
 
@@ -149,8 +155,34 @@ Checkpoint checkpoint_from_bytes(const std::string& s, const std::string& path) 
   return ck;
 }
 
+namespace {
+// Test hook (tests/kill_resume_check.py): with the environment variable
+// SIMCLR_TEST_CHECKPOINT_WRITE_DELAY_MS=N (N > 0) a save first writes the
+// first half of the file to "<path>.tmp.<pid>.partial" - the state an atomic
+// write killed half way leaves: a partial temporary, the target not yet
+// renamed into place - sleeps N ms, removes it and only then writes the file
+// atomically, so that a test can SIGKILL a `simclr train` process while a
+// checkpoint is being written. Unset (always, outside tests) it costs one
+// getenv per checkpoint.
+void test_hook_slow_write(const std::string& path, const std::string& bytes) {
+  const char* env = std::getenv("SIMCLR_TEST_CHECKPOINT_WRITE_DELAY_MS");
+  const long ms = env != nullptr ? std::strtol(env, nullptr, 10) : 0;
+  if (ms <= 0) return;
+  const std::string partial = path + ".tmp." + std::to_string(getpid()) + ".partial";
+  {
+    std::ofstream f(partial, std::ios::binary);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  std::error_code ec;
+  fs::remove(partial, ec);
+}
+}  // namespace
+
 void save_checkpoint(const std::string& path, const Checkpoint& ck) {
-  write_file_atomic(path, checkpoint_to_bytes(ck));
+  const std::string bytes = checkpoint_to_bytes(ck);
+  test_hook_slow_write(path, bytes);
+  write_file_atomic(path, bytes);
 }
 
 Checkpoint load_checkpoint(const std::string& path) {

@@ -51,6 +51,8 @@ struct Checkpoint {
 std::string checkpoint_to_bytes(const Checkpoint& ck);
 Checkpoint checkpoint_from_bytes(const std::string& bytes, const std::string& path_for_errors);
 
+// Atomic (temp file, fsync, rename). Test hook: SIMCLR_TEST_CHECKPOINT_WRITE_DELAY_MS
+// (checkpoint.cpp) holds a half-written temporary in place for that long first.
 void save_checkpoint(const std::string& path, const Checkpoint& ck);
 // Throws simclr::Error "checkpoint '<path>': ..." on a missing, truncated,
 // corrupt (CRC), foreign (magic) or newer-version file.

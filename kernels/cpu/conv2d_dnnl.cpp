@@ -10,11 +10,26 @@
 // which is the += of the contract. oneDNN writes diff_src (=); with
 // dx_accumulate it goes to a per-thread scratch buffer first and is added.
 //
-// One cache entry per shape holds the primitive descriptors and primitives
-// (creating them costs far more than a small convolution); entries are never
-// mutated after construction, so concurrent calls (thread ranks) only share
-// read-only state. Scratchpads are user-managed and per calling thread, as
-// oneDNN requires for concurrent execution of one primitive.
+// Weight gradient of a strided 1x1 convolution without padding (the ResNet
+// downsample shortcut): oneDNN 2.6's jit_1x1 backward-weights kernels
+// "reduce to unit stride" by copying x[:, ::s, ::s, :] into a per-thread
+// scratchpad slice of Ho·Wo·C values, but address the copy with the offsets
+// of a blocked layout, pixel·ic_block. With an nhwc input of fewer channels
+// than the register block (C < 8 on AVX2, C < 16 on AVX-512) each thread
+// writes up to Ho·Wo·ic_block values: threads overwrite each other's slices
+// (a wrong dw with 2+ threads) and the last one writes past the end of the
+// scratchpad (heap corruption, "free(): invalid next size"). We never let
+// oneDNN see such a problem: dw of a 1x1 stride-s convolution without padding
+// is dw of the stride-1 convolution of the subsampled input xs[N,Ho,Wo,C] =
+// x[n, ho*s, wo*s, c], which we gather ourselves into thread scratch
+// (forward and backward-data have no such defect and keep oneDNN's path;
+// tests/test_conv_dnnl.cpp holds the shapes).
+//
+// One cache entry per shape and thread count holds the primitive descriptors
+// and primitives (creating them costs far more than a small convolution);
+// entries are never mutated after construction, so concurrent calls (thread
+// ranks) only share read-only state. Scratchpads are user-managed and per
+// calling thread, as oneDNN requires for concurrent execution of one primitive.
 // Threads: oneDNN's OpenMP runtime, omp_get_max_threads() of the caller.
 #include <omp.h>
 
@@ -62,13 +77,18 @@ struct ConvPrims {
   dnnl::reorder::primitive_desc w_to_bwd_data_pd;
   dnnl::reorder w_to_bwd_data;
   bool bwd_data_reorder = false;
+  bool dw_subsample = false;  // strided 1x1, no padding: dw from xs (see the note above)
+  memory::desc xs_md;         // nhwc [N, C, Ho, Wo] when dw_subsample
   dnnl::convolution_backward_weights::primitive_desc bwd_w_pd;
   dnnl::convolution_backward_weights bwd_w;
   dnnl::reorder::primitive_desc dw_accumulate_pd;  // diff_weights (oneDNN layout) -> ohwi with sum: dw += ...
   dnnl::reorder dw_accumulate;
 };
 
-using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+// The shape and the thread count: a primitive descriptor sizes its per-thread
+// scratchpad and work split for omp_get_max_threads() at creation, so (as in
+// oneDNN's own primitive cache) one built for 1 thread is not run by 2.
+using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int>;
 
 std::shared_ptr<const ConvPrims> build(const Conv2dShape& s) {
   auto& eng = cpu_engine();
@@ -102,9 +122,21 @@ std::shared_ptr<const ConvPrims> build(const Conv2dShape& s) {
     p->w_to_bwd_data = dnnl::reorder(p->w_to_bwd_data_pd);
   }
 
-  dnnl::convolution_backward_weights::desc wd(dnnl::algorithm::convolution_direct, p->x_md, w_any, p->y_md, strides,
-                                              pad, pad);
-  p->bwd_w_pd = dnnl::convolution_backward_weights::primitive_desc(wd, attr, eng, p->fwd_pd);
+  p->dw_subsample = s.kH == 1 && s.kW == 1 && s.pad == 0 && s.stride > 1;
+  if (p->dw_subsample) {
+    p->xs_md = memory::desc({s.N, s.C, s.Ho(), s.Wo()}, dt::f32, tag::nhwc);
+    const memory::dims one{1, 1}, zero{0, 0};
+    dnnl::convolution_forward::desc hd(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                       p->xs_md, w_any, p->y_md, one, zero, zero);
+    const dnnl::convolution_forward::primitive_desc hint(hd, attr, eng);
+    dnnl::convolution_backward_weights::desc wd(dnnl::algorithm::convolution_direct, p->xs_md, w_any, p->y_md, one,
+                                                zero, zero);
+    p->bwd_w_pd = dnnl::convolution_backward_weights::primitive_desc(wd, attr, eng, hint);
+  } else {
+    dnnl::convolution_backward_weights::desc wd(dnnl::algorithm::convolution_direct, p->x_md, w_any, p->y_md,
+                                                strides, pad, pad);
+    p->bwd_w_pd = dnnl::convolution_backward_weights::primitive_desc(wd, attr, eng, p->fwd_pd);
+  }
   p->bwd_w = dnnl::convolution_backward_weights(p->bwd_w_pd);
   dnnl::post_ops sum;
   sum.append_sum(1.0f);
@@ -121,7 +153,7 @@ std::shared_ptr<const ConvPrims> build(const Conv2dShape& s) {
 const ConvPrims* find_prims(const Conv2dShape& s) {
   static std::mutex mu;
   static std::map<Key, std::shared_ptr<const ConvPrims>> cache;
-  const Key k{s.N, s.H, s.W, s.C, s.O, s.kH, s.kW, s.stride, s.pad};
+  const Key k{s.N, s.H, s.W, s.C, s.O, s.kH, s.kW, s.stride, s.pad, omp_get_max_threads()};
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(k);
   if (it == cache.end()) {
@@ -152,16 +184,43 @@ struct Scratch {
     return buf.data();
   }
 };
-thread_local Scratch t_pad, t_weights, t_dx;
+thread_local Scratch t_pad, t_weights, t_dx, t_xs;
 
-size_t pad_bytes(const dnnl::primitive_desc_base& pd) { return pd.scratchpad_desc().get_size(); }
+// xs[n,ho,wo,:] = x[n, ho*s, wo*s, :] for a 1x1 convolution without padding.
+const float* subsample(const float* x, const Conv2dShape& s) {
+  const int64_t Ho = s.Ho(), Wo = s.Wo(), C = s.C;
+  float* xs = static_cast<float*>(t_xs.get(static_cast<size_t>(s.N * Ho * Wo * C) * sizeof(float)));
+#pragma omp parallel for if (s.N * Ho * Wo * C > 65536)
+  for (int64_t r = 0; r < s.N * Ho; r++) {
+    const int64_t n = r / Ho, ho = r % Ho;
+    const float* src = x + ((n * s.H + ho * s.stride) * s.W) * C;
+    float* dst = xs + r * Wo * C;
+    for (int64_t wo = 0; wo < Wo; wo++) std::memcpy(dst + wo * C, src + wo * s.stride * C, C * sizeof(float));
+  }
+  return xs;
+}
+
+// Every scratchpad is followed by kCanary bytes of a known value, checked after
+// the execution: an implementation writing past the size it asked for (as the
+// defect described at the top did) is a clear error, not silent heap corruption.
+constexpr size_t kCanary = 4096;
+constexpr unsigned char kCanaryByte = 0xA5;
 
 void run(const dnnl::primitive& prim, std::unordered_map<int, memory> args, const dnnl::primitive_desc_base& pd) {
-  const size_t sb = pad_bytes(pd);
-  if (sb) args.emplace(DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), cpu_engine(), t_pad.get(sb)));
+  const size_t sb = pd.scratchpad_desc().get_size();
+  unsigned char* pad = nullptr;
+  if (sb) {
+    pad = static_cast<unsigned char*>(t_pad.get(sb + kCanary));
+    std::memset(pad + sb, kCanaryByte, kCanary);
+    args.emplace(DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), cpu_engine(), pad));
+  }
   dnnl::stream st(cpu_engine());
   prim.execute(st, args);
   st.wait();
+  for (size_t i = 0; pad && i < kCanary; i++)
+    if (pad[sb + i] != kCanaryByte)
+      fail("conv2d (oneDNN ", pd.impl_info_str(), "): the implementation wrote past the end of its ", sb,
+           "-byte scratchpad (a oneDNN defect; SIMCLR_CPU_CONV=reference runs the im2col reference instead)");
 }
 
 // The weights in layout md: the user's OHWI buffer itself, or a reorder of it into thread scratch.
@@ -206,9 +265,9 @@ void conv2d_backward_fast(float* dx, bool dx_accumulate, float* dw, const float*
   if (dw) {
     const memory::desc& dmd = p.bwd_w_pd.diff_weights_desc();
     memory dwm(dmd, eng, t_weights.get(dmd.get_size()));
-    run(p.bwd_w, {{DNNL_ARG_SRC, memory(p.x_md, eng, const_cast<float*>(x))}, {DNNL_ARG_DIFF_DST, dym},
-                  {DNNL_ARG_DIFF_WEIGHTS, dwm}},
-        p.bwd_w_pd);
+    memory src = p.dw_subsample ? memory(p.xs_md, eng, const_cast<float*>(subsample(x, s)))
+                                : memory(p.x_md, eng, const_cast<float*>(x));
+    run(p.bwd_w, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm}}, p.bwd_w_pd);
     run(p.dw_accumulate, {{DNNL_ARG_FROM, dwm}, {DNNL_ARG_TO, memory(p.w_user_md, eng, dw)}},
         p.dw_accumulate_pd);
   }
@@ -229,7 +288,7 @@ std::string conv2d_fast_info(const Conv2dShape& s) {
   if (!conv2d_fast_supports(s)) return "reference (oneDNN has no implementation for this shape)";
   const ConvPrims& p = prims_for(s);
   return std::string("fwd ") + p.fwd_pd.impl_info_str() + ", bwd_data " + p.bwd_data_pd.impl_info_str() +
-         ", bwd_weights " + p.bwd_w_pd.impl_info_str();
+         ", bwd_weights " + p.bwd_w_pd.impl_info_str() + (p.dw_subsample ? " (on the subsampled input)" : "");
 }
 
 #else  // no oneDNN: the reference serves every call

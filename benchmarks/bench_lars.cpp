@@ -168,10 +168,10 @@ int main(int argc, char** argv) {
     const LarsHyper h{cfg.momentum, cfg.eta, cfg.weight_decay, cfg.nesterov};
     auto split_step = [&] {
       for (size_t s = 0; s < all.size(); s++)
-        gpu::lars_step(split_store.values().data<float>(), split_store.grads().data<float>(), v_split.data<float>(),
+        gpu::lars_step(split_store.values().ptr<float>(), split_store.grads().ptr<float>(), v_split.ptr<float>(),
                        static_cast<const LarsSegment*>(seg_dev[s].data_ptr()),
                        static_cast<const LarsChunk*>(chunk_dev[s].data_ptr()),
-                       static_cast<int64_t>(chunks[s].size()), lr_dev.data<double>(), h, ws.data_ptr(), nullptr, st);
+                       static_cast<int64_t>(chunks[s].size()), lr_dev.ptr<double>(), h, ws.data_ptr(), nullptr, st);
     };
     // same result from the same start: one step each
     fused.step(lr);

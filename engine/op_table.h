@@ -1,6 +1,7 @@
-// engine/op_table.h - the op enum, its name table, and which backend
-// supports which op for which dtype. A new op without a name does not compile;
-// an unsupported (backend, op, dtype) fails loudly naming all three.
+// engine/op_table.h - the op enum and its name table. A new op without a name
+// does not compile. Which backend implements which (op, dtype) is not said
+// here but in each backend's table beside its kernels (kernels/registry.h:
+// supports(), dispatch<>()).
 #pragma once
 #include "engine/dtype.h"
 
@@ -25,8 +26,6 @@ enum class Op : uint8_t {
 };
 
 const char* op_name(Op op);
-bool supports(DeviceKind backend, Op op, DType dtype);
-// Throws "op X is not supported on <device> for dtype Y" unless supported.
-void check_supported(Op op, Device device, DType dtype);
+constexpr int kNumOps = static_cast<int>(Op::COUNT);
 
 }  // namespace simclr

@@ -189,6 +189,11 @@ std::string Tensor::describe() const {
   return name().empty() ? str() : "'" + name() + "' " + str();
 }
 
+void Tensor::fail_host_access() const {
+  fail("tensor ", describe(), " accessed on the host (cpu) through data<T>(): copy it with .to(Device::cpu()), "
+       "or pass ptr<T>() to a kernel of ", device().str());
+}
+
 namespace {
 template <class F>
 void visit_dtype(DType t, F&& f) {

@@ -10,6 +10,12 @@
 //
 // A Tensor is a cheap handle (shared pointer to its impl); copying a Tensor
 // aliases it. `clone()` copies the data.
+//
+// Element access: data<T>() is HOST access (the tensor must be on the CPU;
+// for tests, loaders, file formats, logs); ptr<T>() is the typed pointer to
+// the tensor's memory on whatever device it lives, for kernel arguments (op
+// bodies pass ptr<T>() to the kernels kernels/registry.h dispatches to, and
+// never touch elements themselves). Both check T against the dtype.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -98,12 +104,20 @@ class Tensor {
   void* data_ptr() const {
     return static_cast<char*>(impl().storage->ptr) + impl().offset;
   }
-  // Typed pointer; throws if T does not match the dtype.
+  // Typed pointer to the memory on the tensor's device (a device pointer for
+  // a CUDA tensor), for kernel arguments; throws if T does not match the dtype.
   template <class T>
-  T* data() const {
+  T* ptr() const {
     SIMCLR_CHECK(dtype_of<T>::value == dtype(), "tensor ", describe(), " accessed as ",
                  dtype_name(dtype_of<T>::value));
     return static_cast<T*>(data_ptr());
+  }
+  // Typed host pointer: throws, naming both devices, unless the tensor is on
+  // the CPU, and if T does not match the dtype.
+  template <class T>
+  T* data() const {
+    if (!device().is_cpu()) fail_host_access();
+    return ptr<T>();
   }
   // Element i (flat index) converted to double; CPU only. For tests and logs.
   double at(int64_t i) const;
@@ -138,8 +152,16 @@ class Tensor {
   std::string describe() const;  // name (if any) + str()
 
  private:
+  [[noreturn]] void fail_host_access() const;
   std::shared_ptr<TensorImpl> impl_;
 };
+
+// t.ptr<T>(), or nullptr for an undefined tensor (optional kernel arguments:
+// a bias, a gradient nobody wants).
+template <class T>
+T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.ptr<T>() : nullptr;
+}
 
 // Argument checks with clear messages, used by every op.
 void check_same_device(const char* op, const Tensor& a, const Tensor& b);

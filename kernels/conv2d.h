@@ -1,4 +1,5 @@
-// kernels/conv2d.h - 2-D convolution, NHWC activations, OHWI weights, no bias.
+// kernels/conv2d.h - 2-D convolution, NHWC activations, OHWI weights, no bias:
+// the kernel set Conv2dKernels<T> (kernels/registry.h) and the CPU kernels.
 // CPU reference in kernels/cpu/conv2d.cpp.
 //
 // Shape legend:
@@ -28,15 +29,18 @@
 // be null (not needed).
 //
 // The fast path (kernels/cpu/conv2d_dnnl.cpp): oneDNN's convolution for f32,
-// used by the conv2d op whenever conv2d_fast_available(); the reference above
-// stays the oracle it is tested against (and serves f64). Setting the
+// used by the CPU backend's rows (conv2d_forward_cpu / conv2d_backward_cpu)
+// whenever conv2d_fast_available() and oneDNN serves the shape; the reference
+// above stays the oracle it is tested against (and serves f64). Setting the
 // environment variable SIMCLR_CPU_CONV=reference makes the op use the
 // reference everywhere (debugging, benchmarks).
 #pragma once
 #include <cstdint>
 #include <string>
 
-namespace simclr::cpu {
+#include "engine/op_table.h"
+
+namespace simclr {
 
 struct Conv2dShape {
   int64_t N, H, W, C;  // input
@@ -48,6 +52,21 @@ struct Conv2dShape {
   bool is_pointwise() const { return kH == 1 && kW == 1 && stride == 1 && pad == 0; }
 };
 
+template <class T>
+struct Conv2dKernels {
+  static constexpr Op op = Op::conv2d;
+  // y[N,Ho,Wo,O] = conv(x, w)   (=)
+  void (*forward)(T* y, const T* x, const T* w, const Conv2dShape& s);
+  // dw += ∂L/∂w; dx += ∂L/∂x when dx_accumulate, else dx = ∂L/∂x (dx and/or dw may be null)
+  void (*backward)(T* dx, bool dx_accumulate, T* dw, const T* dy, const T* x, const T* w, const Conv2dShape& s);
+};
+
+}  // namespace simclr
+
+namespace simclr::cpu {
+
+using ::simclr::Conv2dShape;
+
 // y[N,Ho,Wo,O] = conv(x[N,H,W,C], w[O,kH,kW,C])
 template <class T>
 void conv2d_forward(T* y, const T* x, const T* w, const Conv2dShape& s);
@@ -56,6 +75,14 @@ void conv2d_forward(T* y, const T* x, const T* w, const Conv2dShape& s);
 // (dx and/or dw may be null; x is read only when dw is wanted, w only for dx)
 template <class T>
 void conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Conv2dShape& s);
+
+// ---- the CPU backend's kernel set: the fast path for f32 when
+// conv2d_fast_available() and conv2d_fast_supports(s), else the reference
+// (which accumulates, so a dx to be written is zeroed first).
+template <class T>
+void conv2d_forward_cpu(T* y, const T* x, const T* w, const Conv2dShape& s);
+template <class T>
+void conv2d_backward_cpu(T* dx, bool dx_accumulate, T* dw, const T* dy, const T* x, const T* w, const Conv2dShape& s);
 
 // ---- fast path (f32)
 // True when this build has oneDNN and SIMCLR_CPU_CONV is not "reference".

@@ -1,9 +1,73 @@
-// kernels/elementwise.h - relu, add, scale, reductions and linear: raw-pointer
-// kernels. CPU reference in kernels/cpu/elementwise.cpp. Arguments: outputs,
-// inputs, sizes. Backward kernels ACCUMULATE (+=) into their gradient outputs
-// (relu_backward can also write (=), for a gradient buffer not yet filled).
+// kernels/elementwise.h - relu, add, add_relu, the one-element reductions
+// (sum_product, mean), scale and linear.
+//
+// For each op: its kernel set (the struct template, one function per phase;
+// kernels/registry.h explains how sets become table rows and how an op body
+// calls them) and the raw-pointer contract of each function, below in the
+// CPU reference (kernels/cpu/elementwise.cpp, rows in kernels/cpu/table.cpp).
+// Every pointer is the tensor's memory on its device (Tensor::ptr<T>()),
+// one-element operands included (the reductions write y[1], the backwards read
+// dy[1] where it lives), so a device twin needs no host round trip.
+// Arguments: outputs, inputs, sizes. Backward kernels ACCUMULATE (+=) into
+// their gradient outputs; those with an `accumulate` flag write (=) instead
+// when it is false (a gradient buffer not filled yet).
 #pragma once
 #include <cstdint>
+
+#include "engine/op_table.h"
+
+namespace simclr {
+
+template <class T>
+struct ReluKernels {
+  static constexpr Op op = Op::relu;
+  void (*forward)(T* y, const T* x, int64_t n);
+  void (*backward)(T* dx, bool accumulate, const T* dy, const T* y, int64_t n);
+};
+
+template <class T>
+struct AddKernels {
+  static constexpr Op op = Op::add;
+  void (*forward)(T* y, const T* a, const T* b, int64_t n);
+  void (*backward)(T* da, bool accumulate_a, T* db, bool accumulate_b, const T* dy, int64_t n);
+};
+
+template <class T>
+struct AddReluKernels {
+  static constexpr Op op = Op::add_relu;
+  void (*forward)(T* y, const T* a, const T* b, int64_t n);
+  void (*backward)(T* da, bool accumulate_a, T* db, bool accumulate_b, const T* dy, const T* y, int64_t n);
+};
+
+template <class T>
+struct SumProductKernels {
+  static constexpr Op op = Op::sum_product;
+  void (*forward)(T* y, const T* a, const T* r, int64_t n);
+  void (*backward)(T* da, const T* r, const T* dy, int64_t n);
+};
+
+template <class T>
+struct MeanKernels {
+  static constexpr Op op = Op::mean;
+  void (*forward)(T* y, const T* x, int64_t n);
+  void (*backward)(T* dx, const T* dy, int64_t n);
+};
+
+template <class T>
+struct ScaleKernels {
+  static constexpr Op op = Op::scale;
+  void (*forward)(T* y, const T* x, double s, int64_t n);
+  void (*backward)(T* dx, const T* dy, double s, int64_t n);
+};
+
+template <class T>
+struct LinearKernels {
+  static constexpr Op op = Op::linear;
+  void (*forward)(T* y, const T* x, const T* w, const T* b, int64_t N, int64_t I, int64_t O);
+  void (*backward)(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t N, int64_t I, int64_t O);
+};
+
+}  // namespace simclr
 
 namespace simclr::cpu {
 
@@ -13,16 +77,27 @@ template <class T> void relu_forward(T* y, const T* x, int64_t n);
 template <class T> void relu_backward(T* dx, bool accumulate, const T* dy, const T* y, int64_t n);
 // y[n] = a + b
 template <class T> void add_forward(T* y, const T* a, const T* b, int64_t n);
+// da (+)= dy, then db (+)= dy, each += when its accumulate flag is set, else =
+// (da or db may be null; da == db (add(x, x)) is allowed: the second share accumulates)
+template <class T> void add_backward(T* da, bool accumulate_a, T* db, bool accumulate_b, const T* dy, int64_t n);
 // y[n] = max(a + b, 0)   (a residual block's sum and ReLU, one sweep)
 template <class T> void add_relu_forward(T* y, const T* a, const T* b, int64_t n);
-// g = dy * (y > 0); da (+)= g, db (+)= g, each += when its accumulate flag is set,
-// else =   (da or db may be null; y: the forward output)
+// g = dy * (y > 0); da (+)= g, then db (+)= g, each += when its accumulate flag is set,
+// else =   (da or db may be null, da == db allowed as for add; y: the forward output)
 template <class T>
 void add_relu_backward(T* da, bool accumulate_a, T* db, bool accumulate_b, const T* dy, const T* y, int64_t n);
-// y[n] += s * x
-template <class T> void axpy(T* y, const T* x, T s, int64_t n);
-// returns Σ a_i r_i (accumulated in double)
-template <class T> double dot(const T* a, const T* r, int64_t n);
+// y[1] = Σ a_i r_i (accumulated in double)
+template <class T> void sum_product_forward(T* y, const T* a, const T* r, int64_t n);
+// da[n] += dy[0] · r
+template <class T> void sum_product_backward(T* da, const T* r, const T* dy, int64_t n);
+// y[1] = (Σ x_i) / n, summed in double in index order
+template <class T> void mean_forward(T* y, const T* x, int64_t n);
+// dx[n] += dy[0] / n
+template <class T> void mean_backward(T* dx, const T* dy, int64_t n);
+// y[n] = T(s) · x
+template <class T> void scale_forward(T* y, const T* x, double s, int64_t n);
+// dx[n] += T(s) · dy
+template <class T> void scale_backward(T* dx, const T* dy, double s, int64_t n);
 
 // y[N,O] = x[N,I] w[O,I]^T + b[O]   (b may be null)
 template <class T> void linear_forward(T* y, const T* x, const T* w, const T* b, int64_t N, int64_t I, int64_t O);

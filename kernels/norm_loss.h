@@ -1,5 +1,6 @@
-// kernels/norm_loss.h - row-wise L2 normalisation and softmax cross-entropy.
-// CPU reference in kernels/cpu/norm_loss.cpp.
+// kernels/norm_loss.h - row-wise L2 normalisation and softmax cross-entropy:
+// the kernel sets (kernels/registry.h) and the CPU reference
+// (kernels/cpu/norm_loss.cpp).
 //
 // Shape legend: V rows (views), D feature dimension, N samples, K classes.
 //
@@ -10,11 +11,48 @@
 // Cross-entropy: loss = (1/N) Σ_n (lse_n - logits[n, labels_n]) with
 // lse_n = log Σ_k exp(logits[n,k]), computed stably (max subtracted first).
 // The forward saves lse[N]; backward: dlogits += dloss/N·(softmax - onehot).
-// Labels must lie in [0, K) (the op checks them before calling).
+// Labels (i32 or i64: the set has one group of functions per label type) must
+// lie in [0, K): the op runs check_labels first, which returns the first row
+// outside (its one host read-back, for the error message).
 //
-// Forwards write (=); backwards ACCUMULATE (+=) into dx / dlogits.
+// Forwards write (=); backwards ACCUMULATE (+=) into dx / dlogits. Every
+// pointer is the tensor's memory on its device (dloss[1] included).
 #pragma once
 #include <cstdint>
+
+#include "engine/op_table.h"
+
+namespace simclr {
+
+template <class T>
+struct L2NormalizeKernels {
+  static constexpr Op op = Op::l2_normalize;
+  void (*forward)(T* y, const T* x, int64_t V, int64_t D, double eps);
+  void (*backward)(T* dx, const T* dy, const T* x, int64_t V, int64_t D, double eps);
+};
+
+// The first label outside [0, K): its row (-1 when every label is valid) and value.
+struct BadLabel {
+  int64_t row = -1;
+  int64_t label = 0;
+};
+
+// The cross-entropy functions for labels of type L (int32_t or int64_t).
+template <class T, class L>
+struct CrossEntropyLabelKernels {
+  BadLabel (*check_labels)(const L* labels, int64_t N, int64_t K);
+  void (*forward)(T* loss, T* lse, const T* logits, const L* labels, int64_t N, int64_t K);
+  void (*backward)(T* dlogits, const T* dloss, const T* logits, const T* lse, const L* labels, int64_t N, int64_t K);
+};
+
+template <class T>
+struct CrossEntropyKernels {
+  static constexpr Op op = Op::cross_entropy;
+  CrossEntropyLabelKernels<T, int32_t> i32;
+  CrossEntropyLabelKernels<T, int64_t> i64;
+};
+
+}  // namespace simclr
 
 namespace simclr::cpu {
 
@@ -25,6 +63,9 @@ void l2_normalize_forward(T* y, const T* x, int64_t V, int64_t D, double eps);
 template <class T>
 void l2_normalize_backward(T* dx, const T* dy, const T* x, int64_t V, int64_t D, double eps);
 
+// The first n with labels[n] outside [0, K) (L = int32_t or int64_t), or row -1
+template <class L>
+BadLabel cross_entropy_check_labels(const L* labels, int64_t N, int64_t K);
 // loss[1] = mean CE of logits[N,K] against labels[N] (L = int32_t or int64_t); lse[N] saved for backward
 template <class T, class L>
 void cross_entropy_forward(T* loss, T* lse, const T* logits, const L* labels, int64_t N, int64_t K);

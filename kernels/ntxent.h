@@ -1,6 +1,7 @@
 // kernels/ntxent.h - NT-Xent (SimCLR's normalised temperature-scaled cross
-// entropy): the CPU reference (kernels/cpu/ntxent.cpp) and the fused CUDA
-// kernels (kernels/cuda/ntxent.cu, which also runs under the kernel emulator).
+// entropy): the kernel set NtxentKernels<T> (kernels/registry.h), the CPU
+// reference (kernels/cpu/ntxent.cpp) and the fused CUDA kernels
+// (kernels/cuda/ntxent.cu, which also runs under the kernel emulator).
 //
 // Shape legend: V rows = 2N views (global), D feature dimension, R = r1 - r0
 // local rows (queries) of this rank, Dp = D rounded up to 64.
@@ -28,8 +29,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "engine/dtype.h"
+#include "engine/op_table.h"
 
 namespace simclr {
 
@@ -37,6 +40,25 @@ constexpr double kNtxentEps = 1e-12;  // normalisation floor, as l2_normalize
 // The fused kernels use the a-priori bound s <= 1 as the softmax shift
 // (kernels/cuda/ntxent.cu explains why); they need τ >= this.
 constexpr double kNtxentMinTau = 0.025;
+
+// The one contract of every backend (CPU rows: the reference, no workspace;
+// CUDA rows: the fused kernels on the engine's stream of the current device,
+// key split chosen automatically). Loss and lse are in Acc: T for f32 and
+// f64, f32 for bf16. All pointers are the tensors' memory on their device.
+template <class T>
+struct NtxentKernels {
+  static constexpr Op op = Op::ntxent;
+  using Acc = std::conditional_t<std::is_same_v<T, bf16>, float, T>;
+  double min_tau;  // the smallest temperature the kernels accept (the op checks it)
+  // Bytes of workspace forward and backward need for R = r1 - r0 local rows (0: none).
+  size_t (*workspace_bytes)(int64_t V, int64_t D, int64_t R);
+  // loss[1] = (1/V) Σ_{i in [r0,r1)} ℓ_i,  lse[R] = lse_i
+  void (*forward)(Acc* loss, Acc* lse, const T* z, void* workspace, int64_t V, int64_t D, double tau, int64_t r0,
+                  int64_t r1);
+  // dz[R,D] += dloss[0] · dL/dz (local rows) from z[V,D] and lse[V] (all rows)
+  void (*backward)(T* dz, const T* z, const Acc* lse, const Acc* dloss, void* workspace, int64_t V, int64_t D,
+                   double tau, int64_t r0, int64_t r1);
+};
 
 }  // namespace simclr
 
@@ -53,6 +75,18 @@ void ntxent_forward(T* row_loss, T* lse, const T* z, int64_t V, int64_t D, doubl
 template <class T>
 void ntxent_backward(T* dz, const T* z, const T* lse, double dloss, int64_t V, int64_t D, double tau, int64_t r0,
                      int64_t r1);
+
+// The CPU backend's NtxentKernels<T> functions: the reference above in the
+// shared contract (loss[1] = (1/V) Σ of the rows' ℓ_i as T, summed in double
+// in row order; dloss read from dloss[0]; no workspace).
+template <class T>
+size_t ntxent_loss_workspace_bytes(int64_t V, int64_t D, int64_t R);
+template <class T>
+void ntxent_loss_forward(T* loss, T* lse, const T* z, void* workspace, int64_t V, int64_t D, double tau, int64_t r0,
+                         int64_t r1);
+template <class T>
+void ntxent_loss_backward(T* dz, const T* z, const T* lse, const T* dloss, void* workspace, int64_t V, int64_t D,
+                          double tau, int64_t r0, int64_t r1);
 
 }  // namespace simclr::cpu
 

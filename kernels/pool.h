@@ -1,5 +1,5 @@
-// kernels/pool.h - max pooling and global average pooling, NHWC.
-// CPU reference in kernels/cpu/pool.cpp.
+// kernels/pool.h - max pooling and global average pooling, NHWC: the kernel
+// sets (kernels/registry.h) and the CPU reference (kernels/cpu/pool.cpp).
 //
 // Shape legend:
 //   N batch, H/W input height/width, C channels, k window side, s stride,
@@ -16,7 +16,9 @@
 #pragma once
 #include <cstdint>
 
-namespace simclr::cpu {
+#include "engine/op_table.h"
+
+namespace simclr {
 
 struct Pool2dShape {
   int64_t N, H, W, C;
@@ -24,6 +26,26 @@ struct Pool2dShape {
   int64_t Ho() const { return (H + 2 * pad - k) / stride + 1; }
   int64_t Wo() const { return (W + 2 * pad - k) / stride + 1; }
 };
+
+template <class T>
+struct MaxPool2dKernels {
+  static constexpr Op op = Op::max_pool2d;
+  void (*forward)(T* y, int32_t* arg, const T* x, const Pool2dShape& s);
+  void (*backward)(T* dx, const T* dy, const int32_t* arg, const Pool2dShape& s);
+};
+
+template <class T>
+struct GlobalAvgPoolKernels {
+  static constexpr Op op = Op::global_avg_pool;
+  void (*forward)(T* y, const T* x, int64_t N, int64_t HW, int64_t C);
+  void (*backward)(T* dx, const T* dy, int64_t N, int64_t HW, int64_t C);
+};
+
+}  // namespace simclr
+
+namespace simclr::cpu {
+
+using ::simclr::Pool2dShape;
 
 // y[N,Ho,Wo,C], arg[N,Ho,Wo,C] (position in the H*W plane) = maxpool(x[N,H,W,C])
 template <class T>

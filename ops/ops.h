@@ -1,10 +1,14 @@
 // ops/ops.h - the differentiable tensor ops of the engine.
 //
 // Each op checks its arguments (device, dtype, shape; a clear simclr::Error
-// otherwise), dispatches on device then dtype to the raw-pointer kernels in
-// kernels/ (kernels/cpu/X.cpp is the reference, kernels/cuda/X.cu its twin),
-// and, when an input requires grad, records its backward on the tape
-// (engine/autograd.h). CPU ops support f32 and f64 (f64 for gradient checks).
+// otherwise), asks the one dispatch point for the kernel set of (op, device,
+// dtype) (kernels/registry.h: the backends' tables kernels/cpu/table.cpp and
+// kernels/cuda/table.cu; an unsupported combination fails naming all three),
+// calls its raw-pointer kernels with the operands' ptr<T>() and, when an
+// input requires grad, records its backward with the same kernel set on the
+// tape (engine/autograd.h, ops/record.h). Op bodies never touch elements, so
+// a backend gains an op by its table row alone. The CPU backend has every op
+// in f32 and f64 (f64 for gradient checks); the CUDA backend, NT-Xent so far.
 //
 // Shape legend: N batch, H/W spatial, C channels (last: NHWC), O output
 // channels, V views (rows of an embedding matrix), D feature dimension,

@@ -68,10 +68,10 @@ void Lars::step(double lr) {
   // Stream-ordered, no host wait (a pageable source is staged before the call returns).
   cudaStream_t stream = static_cast<cudaStream_t>(cuda_current_stream(dev.index));
   CUDA_CHECK(cudaMemcpyAsync(lr_dev_.data_ptr(), &lr, sizeof(double), cudaMemcpyHostToDevice, stream));
-  gpu::lars_step(store_->values().data<float>(), store_->grads().data<float>(), momentum_.data<float>(),
+  gpu::lars_step(store_->values().ptr<float>(), store_->grads().ptr<float>(), momentum_.ptr<float>(),
                  static_cast<const LarsSegment*>(segments_dev_.data_ptr()),
-                 static_cast<const LarsChunk*>(chunks_dev_.data_ptr()), num_chunks_, lr_dev_.data<double>(), h,
-                 workspace_.data_ptr(), trust_dev_.data<float>(), stream);
+                 static_cast<const LarsChunk*>(chunks_dev_.data_ptr()), num_chunks_, lr_dev_.ptr<double>(), h,
+                 workspace_.data_ptr(), trust_dev_.ptr<float>(), stream);
   trust_stale_ = true;
 #endif
 }

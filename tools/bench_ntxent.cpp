@@ -388,32 +388,32 @@ GpuRun run_gpu_config(const Options& o, int64_t V, int64_t D, bool verbose) {
   const int ks = gpu::ntxent_resolve_ksplit(o.ksplit, V, V);
   auto fwd_fused = [&](Tensor& loss, Tensor& lse, Tensor& ws) {
     if (f32)
-      gpu::ntxent_forward(loss.data<float>(), lse.data<float>(), z.data<float>(), ws.data_ptr(), V, D, o.tau, 0, V, ks,
+      gpu::ntxent_forward(loss.ptr<float>(), lse.ptr<float>(), z.ptr<float>(), ws.data_ptr(), V, D, o.tau, 0, V, ks,
                           st);
     else
-      gpu::ntxent_forward(loss.data<float>(), lse.data<float>(), z.data<bf16>(), ws.data_ptr(), V, D, o.tau, 0, V, ks,
+      gpu::ntxent_forward(loss.ptr<float>(), lse.ptr<float>(), z.ptr<bf16>(), ws.data_ptr(), V, D, o.tau, 0, V, ks,
                           st);
   };
   auto bwd_fused = [&](Tensor& lse, Tensor& ws) {
     if (f32)
-      gpu::ntxent_backward(dz.data<float>(), z.data<float>(), lse.data<float>(), dloss.data<float>(), ws.data_ptr(), V,
+      gpu::ntxent_backward(dz.ptr<float>(), z.ptr<float>(), lse.ptr<float>(), dloss.ptr<float>(), ws.data_ptr(), V,
                            D, o.tau, 0, V, ks, st);
     else
-      gpu::ntxent_backward(dz.data<bf16>(), z.data<bf16>(), lse.data<float>(), dloss.data<float>(), ws.data_ptr(), V, D,
+      gpu::ntxent_backward(dz.ptr<bf16>(), z.ptr<bf16>(), lse.ptr<float>(), dloss.ptr<float>(), ws.data_ptr(), V, D,
                            o.tau, 0, V, ks, st);
   };
   auto fwd_unfused = [&](Tensor& loss, Tensor& lse, Tensor& ws) {
     if (f32)
-      gpu::ntxent_unfused_forward(loss.data<float>(), lse.data<float>(), z.data<float>(), ws.data_ptr(), V, D, o.tau, st);
+      gpu::ntxent_unfused_forward(loss.ptr<float>(), lse.ptr<float>(), z.ptr<float>(), ws.data_ptr(), V, D, o.tau, st);
     else
-      gpu::ntxent_unfused_forward(loss.data<float>(), lse.data<float>(), z.data<bf16>(), ws.data_ptr(), V, D, o.tau, st);
+      gpu::ntxent_unfused_forward(loss.ptr<float>(), lse.ptr<float>(), z.ptr<bf16>(), ws.data_ptr(), V, D, o.tau, st);
   };
   auto bwd_unfused = [&](Tensor& lse, Tensor& ws) {
     if (f32)
-      gpu::ntxent_unfused_backward(dz.data<float>(), z.data<float>(), lse.data<float>(), dloss.data<float>(),
+      gpu::ntxent_unfused_backward(dz.ptr<float>(), z.ptr<float>(), lse.ptr<float>(), dloss.ptr<float>(),
                                    ws.data_ptr(), V, D, o.tau, st);
     else
-      gpu::ntxent_unfused_backward(dz.data<bf16>(), z.data<bf16>(), lse.data<float>(), dloss.data<float>(),
+      gpu::ntxent_unfused_backward(dz.ptr<bf16>(), z.ptr<bf16>(), lse.ptr<float>(), dloss.ptr<float>(),
                                    ws.data_ptr(), V, D, o.tau, st);
   };
   // loss and gradient (dloss = 1) of one implementation, for validation

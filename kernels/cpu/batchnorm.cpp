@@ -1,14 +1,19 @@
 // kernels/cpu/batchnorm.cpp - CPU kernels of kernels/batchnorm.h (the
 // reference for any GPU twin). Shape legend: M rows, C channels (channels
-// last). Every kernel is one sweep: per-channel coefficients are folded first
-// so the inner loop over c is a plain multiply-add the compiler vectorises.
+// last). Every sweep kernel is one pass: per-channel coefficients are folded
+// first so the inner loop over c is a plain multiply-add the compiler
+// vectorises. The finalize kernels turn per-channel double sums into the
+// per-channel T coefficients the sweeps read, in double.
 #include "kernels/batchnorm.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <vector>
+
+#include "engine/check.h"
 
 namespace simclr::cpu {
 
@@ -78,6 +83,40 @@ void batchnorm_stats(double* sum, double* sumsq, const T* x, int64_t M, int64_t 
 }
 
 template <class T>
+void batchnorm_batch_stats(double* stats, const T* x, int64_t M, int64_t C) {
+  batchnorm_stats(stats, stats + C, x, M, C);
+  stats[2 * C] = static_cast<double>(M);
+}
+
+template <class T, class B>
+void batchnorm_finalize(T* mean, T* invstd, B* running_mean, B* running_var, const double* stats, int64_t C,
+                        double eps, double momentum) {
+  const double count = stats[2 * C];
+  SIMCLR_CHECK(count > 1, "batch_norm: training needs more than one value per channel, got ", count,
+               " over all ranks");
+  const double m = momentum;
+  for (int64_t c = 0; c < C; c++) {
+    const double mu = stats[c] / count;
+    const double var = std::max(stats[C + c] / count - mu * mu, 0.0);  // biased, for normalising
+    mean[c] = static_cast<T>(mu);
+    invstd[c] = static_cast<T>(1.0 / std::sqrt(var + eps));
+    if (running_mean) running_mean[c] = static_cast<B>((1 - m) * static_cast<double>(running_mean[c]) + m * mu);
+    if (running_var) {
+      const double var_unbiased = var * count / (count - 1);
+      running_var[c] = static_cast<B>((1 - m) * static_cast<double>(running_var[c]) + m * var_unbiased);
+    }
+  }
+}
+
+template <class T, class B>
+void batchnorm_from_running(T* mean, T* invstd, const B* running_mean, const B* running_var, int64_t C, double eps) {
+  for (int64_t c = 0; c < C; c++) {
+    mean[c] = static_cast<T>(static_cast<double>(running_mean[c]));
+    invstd[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
+  }
+}
+
+template <class T>
 void batchnorm_forward(T* y, const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, int64_t M,
                        int64_t C, bool relu) {
   std::vector<T> a(static_cast<size_t>(C)), b(static_cast<size_t>(C));  // y = (x - mean)·a + b
@@ -125,6 +164,26 @@ void batchnorm_backward_reduce(double* sum_dy, double* sum_dy_xhat, const T* dy,
 }
 
 template <class T>
+void batchnorm_backward_finalize(T* dgamma, T* dbeta, T* mean_dy, T* mean_dy_xhat, const double* red,
+                                 const double* red_all, const double* stats, int64_t C) {
+  if (dgamma)
+    for (int64_t c = 0; c < C; c++) dgamma[c] += static_cast<T>(red[C + c]);
+  if (dbeta)
+    for (int64_t c = 0; c < C; c++) dbeta[c] += static_cast<T>(red[c]);
+  if (!mean_dy) return;
+  if (!red_all) {  // eval: the statistics are constants
+    std::fill(mean_dy, mean_dy + C, T(0));
+    std::fill(mean_dy_xhat, mean_dy_xhat + C, T(0));
+    return;
+  }
+  const double count = stats[2 * C];
+  for (int64_t c = 0; c < C; c++) {
+    mean_dy[c] = static_cast<T>(red_all[c] / count);
+    mean_dy_xhat[c] = static_cast<T>(red_all[C + c] / count);
+  }
+}
+
+template <class T>
 void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, const T* y, const T* mean,
                            const T* invstd, const T* gamma, const T* mean_dy, const T* mean_dy_xhat, int64_t M,
                            int64_t C) {
@@ -164,8 +223,16 @@ void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, cons
   }
 }
 
+#define INSTANTIATE_RUNNING(T, B)                                                                            \
+  template void batchnorm_finalize<T, B>(T*, T*, B*, B*, const double*, int64_t, double, double);            \
+  template void batchnorm_from_running<T, B>(T*, T*, const B*, const B*, int64_t, double);
 #define INSTANTIATE(T)                                                                                          \
   template void batchnorm_stats<T>(double*, double*, const T*, int64_t, int64_t);                              \
+  template void batchnorm_batch_stats<T>(double*, const T*, int64_t, int64_t);                                 \
+  INSTANTIATE_RUNNING(T, float)                                                                                 \
+  INSTANTIATE_RUNNING(T, double)                                                                                \
+  template void batchnorm_backward_finalize<T>(T*, T*, T*, T*, const double*, const double*, const double*,     \
+                                               int64_t);                                                        \
   template void batchnorm_forward<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,    \
                                      bool);                                                                     \
   template void batchnorm_backward_reduce<T>(double*, double*, const T*, const T*, const T*, const T*, const T*, \
@@ -175,5 +242,6 @@ void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, cons
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE
+#undef INSTANTIATE_RUNNING
 
 }  // namespace simclr::cpu

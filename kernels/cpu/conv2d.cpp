@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "engine/blas.h"
@@ -178,9 +179,37 @@ void conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Co
   }
 }
 
-#define INSTANTIATE(T)                                                              \
-  template void conv2d_forward<T>(T*, const T*, const T*, const Conv2dShape&);     \
-  template void conv2d_backward<T>(T*, T*, const T*, const T*, const T*, const Conv2dShape&);
+namespace {
+template <class T>
+bool use_fast(const Conv2dShape& s) {
+  if constexpr (std::is_same_v<T, float>) return conv2d_fast_available() && conv2d_fast_supports(s);
+  return false;
+}
+}  // namespace
+
+template <class T>
+void conv2d_forward_cpu(T* y, const T* x, const T* w, const Conv2dShape& s) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_fast<T>(s)) return conv2d_forward_fast(y, x, w, s);
+  }
+  conv2d_forward(y, x, w, s);
+}
+
+template <class T>
+void conv2d_backward_cpu(T* dx, bool dx_accumulate, T* dw, const T* dy, const T* x, const T* w,
+                         const Conv2dShape& s) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_fast<T>(s)) return conv2d_backward_fast(dx, dx_accumulate, dw, dy, x, w, s);
+  }
+  if (dx && !dx_accumulate) std::fill(dx, dx + s.N * s.H * s.W * s.C, T(0));
+  conv2d_backward(dx, dw, dy, x, w, s);
+}
+
+#define INSTANTIATE(T)                                                                               \
+  template void conv2d_forward<T>(T*, const T*, const T*, const Conv2dShape&);                      \
+  template void conv2d_backward<T>(T*, T*, const T*, const T*, const T*, const Conv2dShape&);       \
+  template void conv2d_forward_cpu<T>(T*, const T*, const T*, const Conv2dShape&);                  \
+  template void conv2d_backward_cpu<T>(T*, bool, T*, const T*, const T*, const T*, const Conv2dShape&);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE

@@ -7,12 +7,6 @@
 
 namespace simclr::cpu {
 
-template <class T>
-void relu_forward(T* y, const T* x, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
-  for (int64_t i = 0; i < n; i++) y[i] = x[i] > T(0) ? x[i] : T(0);
-}
-
 namespace {
 // out (+)= dy * (y > 0). dy is loaded unconditionally so that the select
 // compiles to a blend: a conditional load does not vectorise without masked
@@ -34,7 +28,32 @@ void relu_grad_into(T* out, bool accumulate, const T* dy, const T* y, int64_t n)
     }
   }
 }
+
+// out (+)= src
+template <class T>
+void copy_or_add(T* out, bool accumulate, const T* src, int64_t n) {
+  if (!out) return;
+  if (accumulate) {
+#pragma omp parallel for simd if (n > 32768)
+    for (int64_t i = 0; i < n; i++) out[i] += src[i];
+  } else {
+    std::copy(src, src + n, out);
+  }
+}
+
+// y[n] += s * x
+template <class T>
+void axpy(T* y, const T* x, T s, int64_t n) {
+#pragma omp parallel for simd if (n > 32768)
+  for (int64_t i = 0; i < n; i++) y[i] += s * x[i];
+}
 }  // namespace
+
+template <class T>
+void relu_forward(T* y, const T* x, int64_t n) {
+#pragma omp parallel for simd if (n > 32768)
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
 
 template <class T>
 void relu_backward(T* dx, bool accumulate, const T* dy, const T* y, int64_t n) {
@@ -45,6 +64,12 @@ template <class T>
 void add_forward(T* y, const T* a, const T* b, int64_t n) {
 #pragma omp parallel for simd if (n > 32768)
   for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+template <class T>
+void add_backward(T* da, bool accumulate_a, T* db, bool accumulate_b, const T* dy, int64_t n) {
+  copy_or_add(da, accumulate_a, dy, n);
+  copy_or_add(db, accumulate_b, dy, n);
 }
 
 template <class T>
@@ -70,17 +95,42 @@ void add_relu_backward(T* da, bool accumulate_a, T* db, bool accumulate_b, const
 }
 
 template <class T>
-void axpy(T* y, const T* x, T s, int64_t n) {
-#pragma omp parallel for simd if (n > 32768)
-  for (int64_t i = 0; i < n; i++) y[i] += s * x[i];
-}
-
-template <class T>
-double dot(const T* a, const T* r, int64_t n) {
+void sum_product_forward(T* y, const T* a, const T* r, int64_t n) {
   double s = 0;
 #pragma omp parallel for reduction(+ : s) if (n > 32768)
   for (int64_t i = 0; i < n; i++) s += static_cast<double>(a[i]) * static_cast<double>(r[i]);
-  return s;
+  y[0] = static_cast<T>(s);
+}
+
+template <class T>
+void sum_product_backward(T* da, const T* r, const T* dy, int64_t n) {
+  axpy(da, r, dy[0], n);
+}
+
+template <class T>
+void mean_forward(T* y, const T* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += static_cast<double>(x[i]);
+  y[0] = static_cast<T>(s / static_cast<double>(n));
+}
+
+template <class T>
+void mean_backward(T* dx, const T* dy, int64_t n) {
+  const T g = dy[0] / static_cast<T>(n);
+  for (int64_t i = 0; i < n; i++) dx[i] += g;
+}
+
+template <class T>
+void scale_forward(T* y, const T* x, double s, int64_t n) {
+  const T a = static_cast<T>(s);
+  // 0 + a·x, not a·x: a zero product is +0, as it always was (y = 0; y += a·x)
+#pragma omp parallel for simd if (n > 32768)
+  for (int64_t i = 0; i < n; i++) y[i] = T(0) + a * x[i];
+}
+
+template <class T>
+void scale_backward(T* dx, const T* dy, double s, int64_t n) {
+  axpy(dx, dy, static_cast<T>(s), n);
 }
 
 template <class T>
@@ -107,10 +157,15 @@ void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, i
   template void relu_forward<T>(T*, const T*, int64_t);                                          \
   template void relu_backward<T>(T*, bool, const T*, const T*, int64_t);                          \
   template void add_forward<T>(T*, const T*, const T*, int64_t);                                 \
+  template void add_backward<T>(T*, bool, T*, bool, const T*, int64_t);                          \
   template void add_relu_forward<T>(T*, const T*, const T*, int64_t);                           \
   template void add_relu_backward<T>(T*, bool, T*, bool, const T*, const T*, int64_t);           \
-  template void axpy<T>(T*, const T*, T, int64_t);                                               \
-  template double dot<T>(const T*, const T*, int64_t);                                           \
+  template void sum_product_forward<T>(T*, const T*, const T*, int64_t);                         \
+  template void sum_product_backward<T>(T*, const T*, const T*, int64_t);                        \
+  template void mean_forward<T>(T*, const T*, int64_t);                                          \
+  template void mean_backward<T>(T*, const T*, int64_t);                                         \
+  template void scale_forward<T>(T*, const T*, double, int64_t);                                 \
+  template void scale_backward<T>(T*, const T*, double, int64_t);                                \
   template void linear_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);  \
   template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t);
 INSTANTIATE(float)

@@ -48,6 +48,13 @@ void l2_normalize_backward(T* dx, const T* dy, const T* x, int64_t V, int64_t D,
   }
 }
 
+template <class L>
+BadLabel cross_entropy_check_labels(const L* labels, int64_t N, int64_t K) {
+  for (int64_t n = 0; n < N; n++)
+    if (labels[n] < 0 || labels[n] >= K) return BadLabel{n, static_cast<int64_t>(labels[n])};
+  return BadLabel{};
+}
+
 template <class T, class L>
 void cross_entropy_forward(T* loss, T* lse, const T* logits, const L* labels, int64_t N, int64_t K) {
   double total = 0;
@@ -89,6 +96,8 @@ void cross_entropy_backward(T* dlogits, const T* dloss, const T* logits, const T
                                                    int64_t);
 INSTANTIATE(float)
 INSTANTIATE(double)
+template BadLabel cross_entropy_check_labels<int32_t>(const int32_t*, int64_t, int64_t);
+template BadLabel cross_entropy_check_labels<int64_t>(const int64_t*, int64_t, int64_t);
 #undef INSTANTIATE
 
 }  // namespace simclr::cpu

@@ -128,6 +128,36 @@ void ntxent_backward(T* dz, const T* z, const T* lse, double dloss, int64_t V, i
   }
 }
 
+template <class T>
+size_t ntxent_loss_workspace_bytes(int64_t, int64_t, int64_t) {
+  return 0;
+}
+
+template <class T>
+void ntxent_loss_forward(T* loss, T* lse, const T* z, void*, int64_t V, int64_t D, double tau, int64_t r0,
+                         int64_t r1) {
+  std::vector<T> rows(static_cast<size_t>(std::max<int64_t>(r1 - r0, 0)));
+  ntxent_forward(rows.data(), lse, z, V, D, tau, r0, r1);
+  double s = 0;
+  for (const T& l : rows) s += static_cast<double>(l);
+  loss[0] = static_cast<T>(s / static_cast<double>(V));
+}
+
+template <class T>
+void ntxent_loss_backward(T* dz, const T* z, const T* lse, const T* dloss, void*, int64_t V, int64_t D, double tau,
+                          int64_t r0, int64_t r1) {
+  ntxent_backward(dz, z, lse, static_cast<double>(dloss[0]), V, D, tau, r0, r1);
+}
+
+#define INSTANTIATE(T)                                                                                          \
+  template size_t ntxent_loss_workspace_bytes<T>(int64_t, int64_t, int64_t);                                   \
+  template void ntxent_loss_forward<T>(T*, T*, const T*, void*, int64_t, int64_t, double, int64_t, int64_t);   \
+  template void ntxent_loss_backward<T>(T*, const T*, const T*, const T*, void*, int64_t, int64_t, double,     \
+                                        int64_t, int64_t);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
 template void ntxent_forward<float>(float*, float*, const float*, int64_t, int64_t, double, int64_t, int64_t);
 template void ntxent_forward<double>(double*, double*, const double*, int64_t, int64_t, double, int64_t, int64_t);
 template void ntxent_backward<float>(float*, const float*, const float*, double, int64_t, int64_t, double, int64_t,

@@ -33,6 +33,9 @@
 //     over threads under emulation: about 3x cheaper). A __syncthreads or
 //     warp collective in such a kernel is reported as an error.
 //   - Tensor-core instructions only through kernels/cuda/mma.cuh.
+//   - What the engine's ops may call is listed in kernels/cuda/table.cu, one
+//     row per (op, dtype) in the op's shared kernel set (kernels/registry.h);
+//     the launchers take a stream, the table's wrappers pass the engine's.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,0 +1,71 @@
+// kernels/cuda/table.cu - what the CUDA backend implements: one row per
+// (op, dtype), each a kernel set of kernels/X.h filled with the CUDA
+// launchers of kernels/cuda/X.cu, wrapped where the launcher's signature is
+// richer than the shared contract (kernels/registry.h). Like every .cu here it
+// is compiled twice (kernels/cuda/common.cuh): as gpu::kernel_table (the real
+// build; cuda_kernel_table() returns it) and as emu::kernel_table (the same
+// rows running under the kernel emulator, for tests/emu).
+//
+// The wrappers issue their launches on the engine's stream of the current
+// device (engine/device.h cuda_current_stream; the emulator has one stream,
+// nullptr) and let the launchers pick the key split (ksplit = 0: auto, the
+// same for the workspace query, the forward and the backward of one shape).
+#include "kernels/cuda/common.cuh"
+
+#include <span>
+#include <type_traits>
+
+#include "kernels/ntxent.h"
+#include "kernels/registry.h"
+#ifndef SIMCLR_EMU
+#include "engine/device.h"
+#endif
+
+namespace simclr::SIMCLR_KNS {
+
+namespace {
+
+void* current_stream() {
+#ifdef SIMCLR_EMU
+  return nullptr;
+#else
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  return cuda_current_stream(device);
+#endif
+}
+
+template <class T>
+size_t ntxent_ws(int64_t V, int64_t D, int64_t R) {
+  return ntxent_workspace_bytes(V, D, R, std::is_same_v<T, float>, ntxent_resolve_ksplit(0, V, R));
+}
+template <class T>
+void ntxent_fwd(float* loss, float* lse, const T* z, void* workspace, int64_t V, int64_t D, double tau, int64_t r0,
+                int64_t r1) {
+  ntxent_forward(loss, lse, z, workspace, V, D, tau, r0, r1, ntxent_resolve_ksplit(0, V, r1 - r0), current_stream());
+}
+template <class T>
+void ntxent_bwd(T* dz, const T* z, const float* lse, const float* dloss, void* workspace, int64_t V, int64_t D,
+                double tau, int64_t r0, int64_t r1) {
+  ntxent_backward(dz, z, lse, dloss, workspace, V, D, tau, r0, r1, ntxent_resolve_ksplit(0, V, r1 - r0),
+                  current_stream());
+}
+template <class T>
+constexpr NtxentKernels<T> ntxent_k{kNtxentMinTau, &ntxent_ws<T>, &ntxent_fwd<T>, &ntxent_bwd<T>};
+
+constexpr KernelRow kRows[] = {
+    kernel_row(ntxent_k<float>),
+    kernel_row(ntxent_k<::simclr::bf16>),
+};
+
+}  // namespace
+
+std::span<const KernelRow> kernel_table() { return kRows; }
+
+}  // namespace simclr::SIMCLR_KNS
+
+#ifndef SIMCLR_EMU
+namespace simclr {
+std::span<const KernelRow> cuda_kernel_table() { return gpu::kernel_table(); }
+}  // namespace simclr
+#endif

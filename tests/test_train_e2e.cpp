@@ -375,7 +375,7 @@ TEST_CASE("train_step: the gradient all-reduce runs only with more than one rank
   CHECK(!same_bytes(two.model.store.values(), before));  // and then the update ran
 }
 
-TEST_CASE("RunLog: console and metrics lines as documented; a disabled one (not rank 0) writes nothing", "[train]") {
+TEST_CASE("RunLog: console and metrics lines as documented, and a disabled one (not rank 0) writes nothing", "[train]") {
   const std::string dir = test::scratch_dir("run_log");
   for (bool enabled : {true, false}) {
     INFO("enabled " << enabled);
@@ -424,7 +424,7 @@ TEST_CASE("RunLog: console and metrics lines as documented; a disabled one (not 
 
 TEST_CASE("measure_step_seconds: the quickstart calibration times real steps", "[e2e]") {
   if (!have_fmnist()) SIMCLR_SKIP(fmnist_missing());
-  RunConfig cfg = tiny_config(test::scratch_dir("e2e_calibration"), 128, 16, 1, 0.0625);
+  RunConfig cfg = tiny_config(test::scratch_dir("e2e_calibration"), 128, 16, 1, 0.125);
   StepTiming t = measure_step_seconds(cfg, 2);
   CHECK(t.steps_per_epoch == 8);
   CHECK(t.seconds_per_step > 0);

@@ -1,6 +1,6 @@
 // benchmarks/bench_train_step.cpp - one SimCLR training step on the CPU
-// (forward, NT-Xent, backward, LARS), the step `simclr train` runs, on random
-// inputs; prints views/s (wall clock) and the CPU seconds per step, then our
+// (forward, NT-Xent, backward, LARS): train_step (train/step.h), the step
+// `simclr train` runs, on random inputs; prints views/s (wall clock) and the CPU seconds per step, then our
 // time per op. benchmarks/cpu_step_compare.sh runs it against the same step
 // in PyTorch (benchmarks/train_step_torch.py) and prints the ratio.
 //
@@ -21,14 +21,14 @@
 #include <cstring>
 #include <string>
 
-#include "engine/autograd.h"
 #include "engine/device.h"
-#include "losses/losses.h"
 #include "engine/profile.h"
-#include "train/trainer.h"
 #include "kernels/conv2d.h"
 #include "models/init.h"
 #include "optim/lars.h"
+#include "tools/cli/process_env.h"
+#include "train/step.h"
+#include "train/trainer.h"
 
 using namespace simclr;
 
@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: need an even --views >= 4, --steps >= 1, --warmup >= 0, --size >= 4, --threads >= 1\n");
     return 1;
   }
-  prefer_avx512_blas(argv);  // as simclr does: OpenBLAS's AVX-512 kernels (may re-execute once)
+  tune_process_environment(argv);  // as simclr does (tools/cli/process_env.h; may re-execute once)
   try {
     set_compute_threads(threads);
     tune_host_allocator();
@@ -114,13 +114,7 @@ int main(int argc, char** argv) {
     Tensor x = Tensor::empty({views, size, size, channels}, DType::f32);
     init_normal(x, 1.0, 1, 2);
     double loss = 0;
-    auto step = [&]() {
-      m.store.zero_grad();
-      Tensor l = ntxent(m.head->forward(m.encoder->forward(x, true), true), 0.5);
-      backward(l);
-      opt.step(0.1);
-      loss = l.item();
-    };
+    auto step = [&]() { loss = train_step(x, m, opt, 0.1, 0.5).loss; };
     for (int s = 0; s < warmup; s++) step();
     profile_reset();
     profile_enable(profile);
@@ -148,7 +142,7 @@ int main(int argc, char** argv) {
     std::printf("simclr: %8.1f ms/step  %8.1f views/s  %6.3f CPU-s/step  %.0f page faults/step  (loss %.4f)\n",
                 1000 * dt, views / dt, cpu, faults, loss);
     if (profile) {
-      std::printf("time per step by op (ms; forward ops, then <op>.backward):\n");
+      std::printf("time per step by op (ms; forward ops and step phases, then <op>.backward):\n");
       for (const ProfileEntry& e : profile_snapshot())
         if (e.name != "backward (total)") std::printf("  %-26s %8.2f\n", e.name.c_str(), 1000 * e.seconds / steps);
     }

@@ -17,6 +17,8 @@
 #include "train/npy.h"
 #include "train/safetensors.h"
 #include "train/trainer.h"
+#include "tools/cli/embed_cli.h"
+#include "tools/cli/export_cli.h"
 
 using namespace simclr;
 namespace fs = std::filesystem;

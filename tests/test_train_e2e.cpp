@@ -4,30 +4,48 @@
 // run interrupted mid-epoch and resumed reproduces the uninterrupted loss
 // trajectory exactly, a corrupt newest checkpoint is skipped for the previous
 // one, a non-finite loss stops with an error naming the step and leaves the
-// checkpoints intact, and bad configs give their documented errors.
+// checkpoints intact, and bad configs give their documented errors. Then
+// train_step (against the step written out by hand, the non-finite stop, the
+// all-reduce call site), the RunLog writer and the quickstart calibration.
+#include <cmath>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "helpers.h"
+#include "skip.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "engine/fileio.h"
+#include "models/init.h"
+#include "optim/lars.h"
+#include "train/step.h"
 #include "train/trainer.h"
 
 using namespace simclr;
 namespace fs = std::filesystem;
 
 namespace {
-const char* kFmnist = "/usr/share/datasets/fashion-mnist";
-
-bool have_fmnist() { return fs::exists(std::string(kFmnist) + "/train-images-idx3-ubyte.gz"); }
+// The installed Fashion-MNIST; SIMCLR_TEST_FMNIST points elsewhere (e.g. at
+// a missing folder, to see these tests report themselves skipped).
+std::string fmnist_dir() {
+  const char* e = std::getenv("SIMCLR_TEST_FMNIST");
+  return e != nullptr ? e : "/usr/share/datasets/fashion-mnist";
+}
+bool have_fmnist() { return fs::exists(fmnist_dir() + "/train-images-idx3-ubyte.gz"); }
+std::string fmnist_missing() {
+  return "Fashion-MNIST is not installed at " + fmnist_dir() + " (setup.sh installs dataset-fashion-mnist)";
+}
 
 // The quickstart recipe scaled down: `images` images, batch `batch`,
 // `epochs` epochs, width `width`. One compute thread: ctest runs two tests at
 // once on 2 cores, and OpenMP regions on an oversubscribed machine crawl.
 RunConfig tiny_config(const std::string& run_dir, int64_t images, int64_t batch, int64_t epochs, double width) {
   json j = quickstart_config();
+  j["data"]["path"] = fmnist_dir();
   j["data"]["subset"] = images;
   j["data"]["workers"] = 1;
   j["model"]["width"] = width;
@@ -57,10 +75,7 @@ std::vector<double> losses_of(const TrainResult& r) {
 }  // namespace
 
 TEST_CASE("e2e: SimCLR on 1024 Fashion-MNIST images - the loss falls, the encoder beats random init", "[e2e]") {
-  if (!have_fmnist()) {
-    WARN("SKIPPED: Fashion-MNIST is not installed at " << kFmnist << " (setup.sh installs dataset-fashion-mnist)");
-    return;
-  }
+  if (!have_fmnist()) SIMCLR_SKIP(fmnist_missing());
   const std::string root = simclr::test::scratch_dir("e2e_learn");
   // 1024 images, batch 64 (128 views), 12 epochs = 192 steps, width 0.125,
   // tau 0.2 (a clearer margin over random init than 0.5 at this budget)
@@ -118,10 +133,7 @@ TEST_CASE("e2e: SimCLR on 1024 Fashion-MNIST images - the loss falls, the encode
 }
 
 TEST_CASE("e2e: interrupted and resumed runs repeat the loss trajectory exactly, and failures are reported", "[e2e]") {
-  if (!have_fmnist()) {
-    WARN("SKIPPED: Fashion-MNIST is not installed at " << kFmnist << " (setup.sh installs dataset-fashion-mnist)");
-    return;
-  }
+  if (!have_fmnist()) SIMCLR_SKIP(fmnist_missing());
   const std::string root = simclr::test::scratch_dir("e2e_resume");
   // 256 images, batch 32 -> 8 steps per epoch, 3 epochs, width 0.0625
   const int64_t spe = 8, total = 24;
@@ -134,7 +146,7 @@ TEST_CASE("e2e: interrupted and resumed runs repeat the loss trajectory exactly,
   // ---- interrupted mid-epoch 2 (a kill: no checkpoint), resumed: identical trajectory
   RunConfig cb = tiny_config(root + "/b", 256, 32, 3, 0.0625);
   TrainOptions crash = quiet();
-  crash.crash_after_steps = 13;
+  crash.callbacks.kill_before_step = [](int64_t, int64_t steps_this_call) { return steps_this_call >= 13; };
   TrainResult b1 = train(cb, crash);
   CHECK(!b1.finished);
   CHECK(b1.end_step == 13);
@@ -180,8 +192,9 @@ TEST_CASE("e2e: interrupted and resumed runs repeat the loss trajectory exactly,
     struct sigaction before {}, after {};
     sigaction(sig, nullptr, &before);
     TrainOptions so = quiet();
-    so.signal_after_steps = 11;
-    so.signal_to_raise = sig;
+    so.callbacks.after_step = [sig](int64_t, int64_t steps_this_call) {
+      if (steps_this_call == 11) std::raise(sig);
+    };
     TrainResult s1 = train(cs, so);
     sigaction(sig, nullptr, &after);
     CHECK(after.sa_handler == before.sa_handler);
@@ -202,7 +215,7 @@ TEST_CASE("e2e: interrupted and resumed runs repeat the loss trajectory exactly,
   {
     RunConfig cn = tiny_config(root + "/n", 256, 32, 3, 0.0625);
     TrainOptions poison = quiet();
-    poison.poison_step = 10;
+    poison.callbacks.loss_filter = [](int64_t step, double loss) { return step == 10 ? std::nan("") : loss; };
     CHECK_THROWS_WITH(train(cn, poison), Catch::Contains("not finite") && Catch::Contains("at step 10") &&
                                              Catch::Contains("checkpoint-000000008.ckpt"));
     auto left = list_checkpoints(root + "/n");
@@ -225,4 +238,195 @@ TEST_CASE("e2e: interrupted and resumed runs repeat the loss trajectory exactly,
     CHECK_THROWS_WITH(train(missing, quiet()), Catch::Contains("no-such-folder"));
     CHECK(!fs::exists(root + "/c"));  // caught before any work
   }
+}
+
+// ---------------------------------------------------------------- train_step, RunLog, the calibration
+namespace {
+// A tiny SimCLR model (ResNet-18 at width 1/16, 8x8x1 inputs) and 8 views.
+struct TinyStep {
+  ResNetConfig rc;
+  HeadConfig hc;
+  SimclrModel model;
+  Tensor views;
+  explicit TinyStep(uint64_t seed) : rc(make_rc()), model(rc, &hc), views(Tensor::empty({8, 8, 8, 1}, DType::f32)) {
+    model.init(seed);
+    init_normal(views, 1.0, 7, 3);
+  }
+  static ResNetConfig make_rc() {
+    ResNetConfig r;
+    r.width = 0.0625;
+    r.in_channels = 1;
+    r.stem = "cifar";
+    return r;
+  }
+};
+
+bool same_bytes(const Tensor& a, const Tensor& b) {
+  return a.nbytes() == b.nbytes() && std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) == 0;
+}
+
+// A stand-in for a 2-rank group: records what train_step hands it.
+class RecordingComm final : public Communicator {
+ public:
+  RecordingComm(int size, ParamStore& store) : size_(size), store_(store) {}
+  int rank() const override { return 0; }
+  int size() const override { return size_; }
+  void all_reduce_sum(Tensor& t) override {
+    calls++;
+    reduced_the_grads = t.data_ptr() == store_.grads().data_ptr() && t.numel() == store_.grads().numel();
+    grads_nonzero = max_abs_f32(t) > 0;  // after backward
+    values_at_call = store_.values().clone();  // before the update
+  }
+  void all_gather(Tensor& out, const Tensor& in) override { out.copy_from(in); }
+  int calls = 0;
+  bool reduced_the_grads = false, grads_nonzero = false;
+  Tensor values_at_call;
+
+ private:
+  static double max_abs_f32(const Tensor& t) {
+    double m = 0;
+    for (int64_t i = 0; i < t.numel(); i++) m = std::max(m, std::abs(static_cast<double>(t.data<float>()[i])));
+    return m;
+  }
+  int size_;
+  ParamStore& store_;
+};
+}  // namespace
+
+// One step written out by hand: zero grad, forward, NT-Xent, backward, LARS.
+double hand_step(TinyStep& t, Lars& opt, double lr) {
+  t.model.store.zero_grad();
+  Tensor loss = ntxent(t.model.head->forward(t.model.encoder->forward(t.views, true), true), 0.5);
+  const double v = loss.item();
+  backward(loss);
+  opt.step(lr);
+  return v;
+}
+
+// Whether two identical models take bit-identical hand-written steps here.
+bool step_is_deterministic() {
+  TinyStep a(3), b(3);
+  Lars oa(LarsConfig{}, a.model.store), ob(LarsConfig{}, b.model.store);
+  hand_step(a, oa, 0.5);
+  hand_step(b, ob, 0.5);
+  return same_bytes(a.model.store.grads(), b.model.store.grads()) &&
+         same_bytes(a.model.store.values(), b.model.store.values());
+}
+
+TEST_CASE("train_step: the same operations as the step written out by hand, bit for bit", "[train]") {
+  if (!step_is_deterministic())
+    SIMCLR_SKIP("two identical models already differ after one hand-written step on this machine (the oneDNN "
+                "convolution path; SIMCLR_CPU_CONV=reference is deterministic): nothing to compare bit for bit");
+  TinyStep a(3), b(3);
+  Lars oa(LarsConfig{}, a.model.store), ob(LarsConfig{}, b.model.store);
+  for (int s = 0; s < 3; s++) {
+    INFO("step " << s);
+    const double lr = 0.5 + 0.1 * s;
+    StepResult r = train_step(a.views, a.model, oa, lr, 0.5);
+    const double want = hand_step(b, ob, lr);
+    CHECK(r.updated);
+    CHECK(r.loss == want);
+    CHECK(same_bytes(a.model.store.values(), b.model.store.values()));
+    CHECK(same_bytes(a.model.store.buffers(), b.model.store.buffers()));
+    CHECK(same_bytes(a.model.store.grads(), b.model.store.grads()));
+  }
+  CHECK(tape_size() == 0);
+}
+
+TEST_CASE("train_step: a non-finite loss stops before backward and the update", "[train]") {
+  TinyStep t(5);
+  Lars opt(LarsConfig{}, t.model.store);
+  train_step(t.views, t.model, opt, 0.5, 0.5);  // momentum buffers become non-zero
+  const Tensor values = t.model.store.values().clone();
+  std::vector<Tensor> state;
+  for (auto& [name, s] : opt.state()) state.push_back(s.clone());
+  double seen = 0;
+  StepResult r = train_step(t.views, t.model, opt, 0.5, 0.5, nullptr, [&](double loss) {
+    seen = loss;
+    return std::nan("");
+  });
+  CHECK(std::isfinite(seen));
+  CHECK(seen > 0);
+  CHECK(!r.updated);
+  CHECK(std::isnan(r.loss));
+  CHECK(tape_size() == 0);
+  CHECK(same_bytes(t.model.store.values(), values));
+  size_t i = 0;
+  for (auto& [name, s] : opt.state()) {
+    INFO(name);
+    CHECK(same_bytes(s, state[i++]));
+  }
+  CHECK(test::max_abs(t.model.store.grads()) == 0);  // zeroed, never filled
+}
+
+TEST_CASE("train_step: the gradient all-reduce runs only with more than one rank, between backward and the update",
+          "[train]") {
+  TinyStep one(9), two(9);
+  Lars o1(LarsConfig{}, one.model.store), o2(LarsConfig{}, two.model.store);
+  RecordingComm c1(1, one.model.store), c2(2, two.model.store);
+  const Tensor before = two.model.store.values().clone();
+  CHECK(train_step(one.views, one.model, o1, 0.5, 0.5, &c1).updated);
+  CHECK(train_step(two.views, two.model, o2, 0.5, 0.5, &c2).updated);
+  CHECK(c1.calls == 0);
+  REQUIRE(c2.calls == 1);
+  CHECK(c2.reduced_the_grads);
+  CHECK(c2.grads_nonzero);
+  CHECK(same_bytes(c2.values_at_call, before));
+  CHECK(!same_bytes(two.model.store.values(), before));  // and then the update ran
+}
+
+TEST_CASE("RunLog: console and metrics lines as documented, and a disabled one (not rank 0) writes nothing", "[train]") {
+  const std::string dir = test::scratch_dir("run_log");
+  for (bool enabled : {true, false}) {
+    INFO("enabled " << enabled);
+    const std::string run_dir = dir + (enabled ? "/on" : "/off");
+    fs::create_directories(run_dir);
+    std::FILE* out = std::tmpfile();
+    REQUIRE(out != nullptr);
+    RunLog log(run_dir, out, /*tty=*/false, enabled);
+    log.say("note: %s\n", "hello");
+    log.progress({1, 3, 5, 30, 4.25, 0.125, 100, 61}, /*due=*/true);
+    log.progress({1, 3, 6, 30, 4.0, 0.125, 100, 60}, /*due=*/false);
+    log.report("epoch %d done\n", 1);
+    log.metrics({{"step", 5}, {"loss", 4.25}});
+    log.metrics({{"step", 9}, {"loss", 4.0}});
+    log.finish();
+    std::rewind(out);
+    std::string text;
+    for (int ch; (ch = std::fgetc(out)) != EOF;) text += static_cast<char>(ch);
+    std::fclose(out);
+    const fs::path metrics = fs::path(run_dir) / "metrics.jsonl";
+    if (!enabled) {
+      CHECK(text.empty());
+      CHECK(!fs::exists(metrics));
+      continue;
+    }
+    CHECK(text == "note: hello\nepoch 1/3 step 5/30 loss 4.2500 lr 0.1250 100 views/s ETA 1m01s\nepoch 1 done\n");
+    CHECK(read_file(metrics.string()) == "{\"loss\":4.25,\"step\":5}\n{\"loss\":4.0,\"step\":9}\n");
+    log.start_metrics_resumed(5);  // a resume from step 5 drops the later lines
+    CHECK(read_file(metrics.string()) == "{\"loss\":4.25,\"step\":5}\n");
+    log.start_metrics_fresh();
+    CHECK(!fs::exists(metrics));
+  }
+  // On a terminal: the live line every step, lines that replace it, the closing newline.
+  std::FILE* out = std::tmpfile();
+  REQUIRE(out != nullptr);
+  RunLog tty(dir, out, /*tty=*/true);
+  tty.progress({2, 3, 11, 30, 3.5, 0.25, 200, 7200}, /*due=*/false);
+  tty.report("epoch %d done\n", 2);
+  tty.finish();
+  std::rewind(out);
+  std::string text;
+  for (int ch; (ch = std::fgetc(out)) != EOF;) text += static_cast<char>(ch);
+  std::fclose(out);
+  CHECK(text == "\r\x1b[Kepoch 2/3  step 11/30  loss 3.5000  lr 0.2500  200 views/s  ETA 2h00m\r\x1b[Kepoch 2 done\n\n");
+}
+
+TEST_CASE("measure_step_seconds: the quickstart calibration times real steps", "[e2e]") {
+  if (!have_fmnist()) SIMCLR_SKIP(fmnist_missing());
+  RunConfig cfg = tiny_config(test::scratch_dir("e2e_calibration"), 128, 16, 1, 0.125);
+  StepTiming t = measure_step_seconds(cfg, 2);
+  CHECK(t.steps_per_epoch == 8);
+  CHECK(t.seconds_per_step > 0);
+  CHECK(t.seconds_per_step < 60);
 }

@@ -1,12 +1,13 @@
 // tools/export_encoder.cpp - export_encoder: the trained encoder out of a
 // checkpoint as torchvision-named safetensors (or a raw binary) plus a JSON
-// manifest. All logic lives in engine/export.{h,cpp}; `export_encoder --help`
+// manifest. The export lives in train/export.h, the flags in
+// tools/cli/export_cli.h; `export_encoder --help`
 // prints the usage and docs/export.md shows how to load the result.
 #include <cstdio>
 #include <exception>
 
 #include "engine/check.h"
-#include "train/export.h"
+#include "tools/cli/export_cli.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {

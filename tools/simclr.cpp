@@ -3,7 +3,7 @@
 //   simclr eval <checkpoint | run.json> [--random-init] [--knn] [--no-linear] [--set ...]   (alias linear-eval)
 //   simclr quickstart [--epochs N|auto] [--budget S] [--run-dir DIR] [--set ...]
 //   simclr preview run.json --out grid.png [...]                (data/preview.h)
-//   simclr embed --weights W --data D --out features.npy [...]  (train/embed.h)
+//   simclr embed --weights W --data D --out features.npy [...]  (tools/cli/embed_cli.h, train/embed.h)
 //   simclr version
 #include <unistd.h>
 
@@ -19,13 +19,14 @@
 #include "engine/check.h"
 #include "train/checkpoint.h"
 #include "engine/device.h"
-#include "train/embed.h"
 #include "train/eval.h"
 #include "train/export.h"
 #include "engine/fileio.h"
 #include "engine/profile.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
+#include "tools/cli/embed_cli.h"
+#include "tools/cli/process_env.h"
 
 using namespace simclr;
 namespace fs = std::filesystem;
@@ -128,7 +129,7 @@ static ProgressFn feature_progress(bool tty) {
 }
 
 int main(int argc, char** argv) {
-  tune_process_environment(argv);  // may re-execute this program once (train/trainer.h)
+  tune_process_environment(argv);  // may re-execute this program once (tools/cli/process_env.h)
   try {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd.empty() || cmd == "help" || cmd == "--help" || cmd == "-h") {

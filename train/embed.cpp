@@ -86,72 +86,10 @@ FeatureSet embed_dataset(LoadedEncoder& enc, std::shared_ptr<const Dataset> ds, 
   return encoder_features(*enc.encoder, std::move(ds), enc.data, batch, progress);
 }
 
-const char* kEmbedUsage =
-    "usage: simclr embed --weights FILE --data PATH --out features.npy [options]\n"
-    "\n"
-    "Encoder features h (after global average pooling) of every image at PATH, with\n"
-    "the preprocessing the encoder was trained with (no augmentation; centred crop,\n"
-    "resize to the trained image size, x/255, per-channel mean/std), as a float32\n"
-    ".npy [N, F] in dataset order.\n"
-    "\n"
-    "  --weights FILE        an exported encoder (.safetensors, or a raw export's .bin\n"
-    "                        or .json) or a simclr checkpoint\n"
-    "  --data PATH           a folder with class subfolders (labels = classes), a folder\n"
-    "                        of images, a folder of CIFAR .bin batches, an IDX images\n"
-    "                        file (labels from the matching *labels-idx1-ubyte beside it),\n"
-    "                        or a packed .npy of uint8 images [N,H,W(,C)]\n"
-    "  --out FILE            features .npy (written atomically)\n"
-    "  --labels-out FILE     also the labels, int64 .npy [N] (-1 where unlabelled)\n"
-    "  --batch N             images per forward pass (default 256)\n"
-    "  --threads N           CPU threads (default: all cores)\n"
-    "  --strict              an undecodable image is an error (default: skipped with a\n"
-    "                        warning and replaced by the next image, as in training)\n"
-    "  -h, --help            this text\n"
-    "\n"
-    "Runs on the CPU: the CUDA backend does not cover the ResNet forward yet.\n";
-
-int cmd_embed(int argc, char** argv) {
-  std::string weights, data, out, labels_out;
-  int64_t batch = 256;
-  int threads = 0;
-  bool strict = false;
-  auto parse_int = [](const std::string& flag, const std::string& v, int64_t lo) {
-    char* end = nullptr;
-    const long long x = std::strtoll(v.c_str(), &end, 10);
-    SIMCLR_CHECK(!v.empty() && end && *end == 0 && x >= lo, "embed: ", flag, " expects an integer >= ", lo,
-                 ", got '", v, "'");
-    return static_cast<int64_t>(x);
-  };
-  for (int i = 1; i < argc; i++) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      SIMCLR_CHECK(i + 1 < argc, "embed: ", a, " needs a value (see simclr embed --help)");
-      return argv[++i];
-    };
-    if (a == "-h" || a == "--help") {
-      std::printf("%s", kEmbedUsage);
-      return 0;
-    } else if (a == "--weights") {
-      weights = value();
-    } else if (a == "--data") {
-      data = value();
-    } else if (a == "--out") {
-      out = value();
-    } else if (a == "--labels-out") {
-      labels_out = value();
-    } else if (a == "--batch") {
-      batch = parse_int(a, value(), 1);
-    } else if (a == "--threads") {
-      threads = static_cast<int>(parse_int(a, value(), 0));
-    } else if (a == "--strict") {
-      strict = true;
-    } else {
-      fail("embed: unexpected argument '", a, "' (see simclr embed --help)");
-    }
-  }
-  SIMCLR_CHECK(!weights.empty(), "embed: --weights FILE is required (see simclr embed --help)");
-  SIMCLR_CHECK(!data.empty(), "embed: --data PATH is required (see simclr embed --help)");
-  SIMCLR_CHECK(!out.empty(), "embed: --out FILE is required (see simclr embed --help)");
+void embed(const EmbedOptions& opt) {
+  const std::string &weights = opt.weights, &data = opt.data, &out = opt.out, &labels_out = opt.labels_out;
+  SIMCLR_CHECK(!weights.empty() && !data.empty() && !out.empty(),
+               "embed: the weights, data and output paths must all be given");
   SIMCLR_CHECK(labels_out.empty() || fs::absolute(labels_out) != fs::absolute(out),
                "embed: --out and --labels-out name the same file");
   std::error_code ec;
@@ -165,10 +103,10 @@ int cmd_embed(int argc, char** argv) {
     SIMCLR_CHECK(!fs::is_directory(o, ec), "embed: cannot write '", o, "': it is a folder");
   }
 
-  const int nthreads = set_compute_threads(threads);
+  const int nthreads = set_compute_threads(opt.threads);
   std::unique_ptr<LoadedEncoder> enc = load_encoder(weights);
   std::string labels_from;
-  std::shared_ptr<Dataset> ds = open_embed_data(data, enc->data.channels, strict, &labels_from);
+  std::shared_ptr<Dataset> ds = open_embed_data(data, enc->data.channels, opt.strict, &labels_from);
   if (cuda_available())
     std::fprintf(stderr, "note: a GPU is present (%s) but the CUDA backend does not cover the ResNet forward yet: "
                          "embedding runs on the CPU for now\n", cuda_device_name(0).c_str());
@@ -182,7 +120,7 @@ int cmd_embed(int argc, char** argv) {
   const double t0 = now_s();
   ProgressFn progress;
   if (isatty(fileno(stderr))) progress = [t0](int64_t d, int64_t t) { progress_bar(d, t, t0); };
-  FeatureSet f = embed_dataset(*enc, ds, batch, progress);
+  FeatureSet f = embed_dataset(*enc, ds, opt.batch, progress);
   const double secs = now_s() - t0;
   write_npy(out, f.x);
   if (!labels_out.empty()) write_npy(labels_out, f.y);
@@ -192,7 +130,6 @@ int cmd_embed(int argc, char** argv) {
   std::printf("wrote %s: float32 [%lld, %lld]%s%s (%.1f s, %.0f images/s, CPU)\n", out.c_str(),
               static_cast<long long>(f.n()), static_cast<long long>(f.d()), labels_out.empty() ? "" : "; labels ",
               labels_out.c_str(), secs, static_cast<double>(f.n()) / std::max(secs, 1e-9));
-  return 0;
 }
 
 }  // namespace simclr

@@ -1,8 +1,5 @@
-// train/embed.h - `simclr embed`: encoder features h for a folder of images.
-//
-//   simclr embed --weights encoder.safetensors|encoder.bin|CHECKPOINT --data PATH
-//                --out features.npy [--labels-out labels.npy] [--batch 256]
-//                [--threads N] [--strict]
+// train/embed.h - encoder features h for a folder of images (`simclr embed`,
+// whose flags tools/cli/embed_cli.h parses into EmbedOptions).
 //
 // The weights are a checkpoint or an export (train/export.h load_encoder);
 // the preprocessing is the one the encoder was trained with (its manifest or
@@ -45,9 +42,20 @@ std::shared_ptr<Dataset> open_embed_data(const std::string& path, int channels, 
 FeatureSet embed_dataset(LoadedEncoder& enc, std::shared_ptr<const Dataset> ds, int64_t batch,
                          const ProgressFn& progress = {});
 
-// The embed subcommand; argv[0] = "embed". Returns the exit status; usage
-// errors and failures throw simclr::Error.
-int cmd_embed(int argc, char** argv);
-extern const char* kEmbedUsage;
+struct EmbedOptions {
+  std::string weights;     // an export (.safetensors, raw .bin or its .json) or a checkpoint
+  std::string data;        // see open_embed_data
+  std::string out;         // features f32 [N, F] .npy
+  std::string labels_out;  // labels i64 [N] .npy ("" = none)
+  int64_t batch = 256;     // images per forward pass
+  int threads = 0;         // CPU threads (0: all cores)
+  bool strict = false;     // an undecodable image is an error (else skipped with a warning)
+};
+
+// Checks that the outputs overwrite no input and can be written, loads the
+// encoder, embeds every image and writes both files atomically; prints a
+// summary on stdout (and a progress bar on stderr when it is a terminal).
+// Failures throw simclr::Error naming the problem.
+void embed(const EmbedOptions& opt);
 
 }  // namespace simclr

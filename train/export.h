@@ -1,7 +1,8 @@
 // train/export.h - the trained encoder out of a checkpoint, in torchvision's
 // names and layouts, and back into the engine (docs/export.md).
 //
-// Export (`export_encoder <checkpoint> --out encoder.safetensors`):
+// Export (`export_encoder <checkpoint> --out encoder.safetensors`; its flags
+// are parsed in tools/cli/export_cli.h):
 //   - the encoder's tensors under torchvision's ResNet state_dict names
 //     (conv1.weight, bn1.running_mean, layer1.0.conv1.weight, ...,
 //     layer2.0.downsample.0.weight; no fc.*), so that
@@ -108,11 +109,5 @@ struct LoadedEncoder {
 // A checkpoint or an export -> the encoder (CPU, eval-ready) and its input
 // preprocessing. Errors name the file.
 std::unique_ptr<LoadedEncoder> load_encoder(const std::string& path);
-
-// The export_encoder command (tools/export_encoder.cpp is a thin main over it):
-// parses argv (argv[0] = program name), exports, prints a summary. Returns the
-// exit status; usage errors and failures throw simclr::Error.
-int export_encoder_main(int argc, char** argv);
-extern const char* kExportUsage;
 
 }  // namespace simclr

@@ -1,8 +1,9 @@
 // train/trainer.h - the SimCLR training loop.
 //
-// One step: loader batch (2N views, [view 1; view 2]) -> encoder f (BN in
-// training mode) -> projection head g -> NT-Xent(z, tau) -> backward -> the
-// optimiser (LARS by default) at the scheduled learning rate.
+// Each step: the loader's next batch (2N views, [view 1; view 2]) ->
+// train_step (train/step.h: encoder, head, NT-Xent, backward, the optimiser
+// at the scheduled learning rate) -> progress and metrics (train/run_log.h)
+// -> at an epoch end the epoch summary, the kNN monitor and a checkpoint.
 //
 // The run directory (train.run_dir) holds:
 //   config.json              the resolved config (every key)
@@ -26,51 +27,17 @@
 // step; the checkpoints already written stay as they are.
 #pragma once
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "train/model.h"
 #include "train/run_config.h"
-#include "models/head.h"
-#include "models/resnet.h"
-#include "optim/optimizer.h"
+#include "train/run_log.h"
+#include "train/step.h"
 
 namespace simclr {
-
-// Encoder + head in one ParamStore (contiguous parameters and gradients).
-struct SimclrModel {
-  ParamStore store;
-  std::unique_ptr<ResNet> encoder;
-  std::unique_ptr<ProjectionHead> head;  // null when built without the head
-  SimclrModel(const ResNetConfig& model, const HeadConfig* head_cfg);
-  // Deterministic init of every parameter and buffer from seed.
-  void init(uint64_t seed);
-};
-
-// Describes the model for checkpoints and manifests.
-json model_arch_json(const RunConfig& c, const SimclrModel& m);
-
-std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, ParamStore& store);
-
-// Two settings that libgomp and OpenBLAS read only when they load, so this
-// sets them and re-executes the program (/proc/self/exe, same argv) once.
-// Call first thing in main(). SIMCLR_KEEP_ENV=1 turns it off; variables the
-// user set are respected.
-//  - OMP_WAIT_POLICY=PASSIVE (unless set): idle OpenMP threads sleep instead
-//    of spinning. Every op is a parallel region; with spinning threads a
-//    2-core machine that runs anything else (the loader's workers, another
-//    job) loses most of its time: measured 263 -> 614 views/s for the
-//    quickstart step with 2 threads on a busy 2-core machine, the same speed
-//    when idle.
-//  - OPENBLAS_CORETYPE=SkylakeX when OpenBLAS runs its Haswell/Zen (AVX2)
-//    kernels - by its own choice or because OPENBLAS_CORETYPE=Haswell/Zen is
-//    set, as OpenBLAS 0.3.21 does not know AMD Zen 4/5 - on a CPU with
-//    AVX-512 F/BW/VL/DQ: about 2x faster GEMMs there (the whole test suite
-//    passes with them). Any other OPENBLAS_CORETYPE is respected.
-// `simclr version` shows the BLAS core in use.
-void tune_process_environment(char** argv);
-// The earlier name (benchmarks/bench_train_step.cpp calls it).
-inline void prefer_avx512_blas(char** argv) { tune_process_environment(argv); }
 
 // Keeps large host buffers in glibc's heap between steps (mallopt: mmap
 // threshold 32 MiB, no trimming) instead of mapping and faulting them in
@@ -85,15 +52,27 @@ int set_compute_threads(int threads);
 // model yet, so training runs on the CPU and the note says so).
 Device resolve_device(const std::string& requested, std::string* note);
 
+// Test seams of train(), called at fixed points of the loop; empty ones cost nothing.
+//   step: the global step (steps done since the start of the run);
+//   steps_this_call: steps this train() call has run.
+struct TrainCallbacks {
+  // Before each step: returning true makes train() return at once, as a kill
+  // would leave the run (no checkpoint, no summary, the result not finished).
+  std::function<bool(int64_t step, int64_t steps_this_call)> kill_before_step;
+  // Replaces the loss of global step `step` (the step's index, from 0) before
+  // the finite check: NaN there tests the non-finite stop.
+  std::function<double(int64_t step, double loss)> loss_filter;
+  // After each step's update and progress line, before the end-of-epoch work
+  // and the stop-signal check (`step` already counts the step: e.g. raise a
+  // signal there and the run stops after this step).
+  std::function<void(int64_t step, int64_t steps_this_call)> after_step;
+};
+
 struct TrainOptions {
   bool resume = false;
   std::FILE* out = stdout;  // progress and log lines (nullptr: silent)
   bool tty = false;         // live progress line (\r) instead of periodic lines
-  // test hooks
-  int64_t crash_after_steps = -1;  // return abruptly after this many steps of this call (no checkpoint): a kill
-  int64_t poison_step = -1;        // the loss of this global step is replaced by NaN
-  int64_t signal_after_steps = -1; // raise(signal_to_raise) after this many steps of this call
-  int signal_to_raise = 0;
+  TrainCallbacks callbacks; // test seams
 };
 
 struct TrainResult {
@@ -116,7 +95,7 @@ struct TrainResult {
 // previous handlers are restored when train() returns.
 TrainResult train(const RunConfig& cfg, const TrainOptions& opt);
 
-// Wall seconds per training step (loader, forward, NT-Xent, backward, LARS)
+// Wall seconds per training step (loader, then train_step: forward, NT-Xent, backward, LARS)
 // of cfg's model and batch on this machine: `steps` steps after one warm-up
 // step, on a throw-away model with real batches (nothing is written).
 struct StepTiming {
@@ -124,8 +103,5 @@ struct StepTiming {
   int64_t steps_per_epoch = 0;
 };
 StepTiming measure_step_seconds(const RunConfig& cfg, int steps);
-
-// Appends one JSON line to <run_dir>/metrics.jsonl.
-void append_metrics(const std::string& run_dir, const json& line);
 
 }  // namespace simclr

@@ -1,0 +1,28 @@
+// train/model.h - the model SimCLR trains (encoder + projection head in one
+// parameter store) and the optimiser the config names.
+#pragma once
+#include <memory>
+
+#include "models/head.h"
+#include "models/resnet.h"
+#include "optim/optimizer.h"
+#include "train/run_config.h"
+
+namespace simclr {
+
+// Encoder + head in one ParamStore (contiguous parameters and gradients).
+struct SimclrModel {
+  ParamStore store;
+  std::unique_ptr<ResNet> encoder;
+  std::unique_ptr<ProjectionHead> head;  // null when built without the head
+  SimclrModel(const ResNetConfig& model, const HeadConfig* head_cfg);
+  // Deterministic init of every parameter and buffer from seed.
+  void init(uint64_t seed);
+};
+
+// Describes the model for checkpoints and manifests.
+json model_arch_json(const RunConfig& c, const SimclrModel& m);
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& c, ParamStore& store);
+
+}  // namespace simclr

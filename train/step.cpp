@@ -1,0 +1,47 @@
+// train/step.cpp - see step.h.
+#include "train/step.h"
+
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "engine/check.h"
+#include "engine/profile.h"
+#include "losses/losses.h"
+
+namespace simclr {
+
+StepResult train_step(const Tensor& views, SimclrModel& model, Optimizer& optimizer, double lr, double temperature,
+                      Communicator* comm, const LossFilter& loss_filter) {
+  SIMCLR_CHECK(model.head != nullptr, "train_step: the model was built without its projection head");
+  model.store.zero_grad();
+  Tensor h = model.encoder->forward(views, true);
+  Tensor z = model.head->forward(h, true);
+  Tensor loss;
+  {
+    OpTimer t("ntxent");
+    loss = ntxent(z, temperature);
+  }
+  StepResult r;
+  r.loss = loss.item();
+  if (loss_filter) r.loss = loss_filter(r.loss);
+  if (!std::isfinite(r.loss)) {
+    clear_tape();
+    return r;
+  }
+  {
+    OpTimer t("backward (total)");
+    backward(loss);
+  }
+  if (comm != nullptr && comm->size() > 1) {
+    OpTimer t("all_reduce");
+    comm->all_reduce_sum(model.store.grads());
+  }
+  {
+    OpTimer t("optimizer");
+    optimizer.step(lr);
+  }
+  r.updated = true;
+  return r;
+}
+
+}  // namespace simclr

@@ -1,4 +1,4 @@
-// data/preview.h - `simclr preview`: a PNG grid showing what the model trains on.
+// data/preview.h - the PNG grid behind `simclr preview` (flags: tools/cli/preview_cli.h) showing what the model trains on.
 //
 // One row per image: the original (whole image, aspect kept, on a grey
 // letterbox), then its two augmented views exactly as the training loader
@@ -21,11 +21,5 @@ struct PreviewOptions {
 // Writes the grid to out_png (atomically) and returns a text legend (one line
 // per row: dataset index, label, both views' parameters).
 std::string write_preview(const std::string& out_png, const DataConfig& cfg, const PreviewOptions& opt);
-
-// The `simclr preview` subcommand: argv[0] is "preview".
-//   simclr preview run.json --out grid.png [--n 8] [--seed 0] [--split train|test]
-//                  [--set data.key=value ...]
-// Returns the process exit code; throws simclr::Error on bad input.
-int cmd_preview(int argc, char** argv);
 
 }  // namespace simclr

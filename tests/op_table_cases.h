@@ -32,6 +32,7 @@
 
 #include "engine/dtype.h"
 #include "engine/op_table.h"
+#include "kernels/registry.h"
 #include "engine/tensor.h"
 
 namespace simclr::test {

@@ -17,6 +17,7 @@
 
 #include "engine/device.h"
 #include "engine/op_table.h"
+#include "kernels/registry.h"
 #include "helpers.h"
 #include "losses/ntxent_composite.h"
 #include "op_table_cases.h"

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "data/preview.h"
+#include "tools/cli/preview_cli.h"
 #include "engine/check.h"
 #include "train/checkpoint.h"
 #include "engine/device.h"

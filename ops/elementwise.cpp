@@ -40,39 +40,34 @@ Tensor relu(const Tensor& x) {
   return y;
 }
 
-Tensor add(const Tensor& a, const Tensor& b) {
-  check_pair("add", a, b);
+namespace {
+// add and add_relu: y = a + b (then max(., 0)). Their backward kernels differ
+// only in add_relu's reading the output y for the ReLU mask.
+template <template <class> class K>
+Tensor residual_sum(const char* name, const Tensor& a, const Tensor& b) {
+  check_pair(name, a, b);
   Tensor y;
-  dispatch<AddKernels>(a.device(), a.dtype(), [&](const auto& k, auto tag) {
+  dispatch<K>(a.device(), a.dtype(), [&](const auto& k, auto tag) {
     using T = decltype(tag);
     y = Tensor::empty(a.shape(), a.dtype(), a.device());
     k.forward(y.ptr<T>(), a.ptr<T>(), b.ptr<T>(), a.numel());
-    record_backward("add", y, {a, b}, [k, a, b](const Tensor& gy) {
+    record_backward(name, y, {a, b}, [k, a, b, y](const Tensor& gy) {
       bool acc_a = true, acc_b = true;
       Tensor ga = grad_for_write(a, &acc_a);
       Tensor gb = grad_for_write(b, &acc_b);  // after a's: add(x, x) accumulates the second share
-      k.backward(ptr_or_null<T>(ga), acc_a, ptr_or_null<T>(gb), acc_b, gy.ptr<T>(), a.numel());
+      if constexpr (K<T>::op == Op::add_relu)
+        k.backward(ptr_or_null<T>(ga), acc_a, ptr_or_null<T>(gb), acc_b, gy.ptr<T>(), y.ptr<T>(), a.numel());
+      else
+        k.backward(ptr_or_null<T>(ga), acc_a, ptr_or_null<T>(gb), acc_b, gy.ptr<T>(), a.numel());
     });
   });
   return y;
 }
+}  // namespace
 
-Tensor add_relu(const Tensor& a, const Tensor& b) {
-  check_pair("add_relu", a, b);
-  Tensor y;
-  dispatch<AddReluKernels>(a.device(), a.dtype(), [&](const auto& k, auto tag) {
-    using T = decltype(tag);
-    y = Tensor::empty(a.shape(), a.dtype(), a.device());
-    k.forward(y.ptr<T>(), a.ptr<T>(), b.ptr<T>(), a.numel());
-    record_backward("add_relu", y, {a, b}, [k, a, b, y](const Tensor& gy) {
-      bool acc_a = true, acc_b = true;
-      Tensor ga = grad_for_write(a, &acc_a);
-      Tensor gb = grad_for_write(b, &acc_b);  // after a's: add_relu(x, x) accumulates the second share
-      k.backward(ptr_or_null<T>(ga), acc_a, ptr_or_null<T>(gb), acc_b, gy.ptr<T>(), y.ptr<T>(), a.numel());
-    });
-  });
-  return y;
-}
+Tensor add(const Tensor& a, const Tensor& b) { return residual_sum<AddKernels>("add", a, b); }
+
+Tensor add_relu(const Tensor& a, const Tensor& b) { return residual_sum<AddReluKernels>("add_relu", a, b); }
 
 Tensor sum_product(const Tensor& a, const Tensor& r) {
   check_pair("sum_product", a, r);

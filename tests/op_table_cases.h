@@ -90,9 +90,9 @@ inline constexpr Tol kConvRef{1e-13, 0,
                               "double GEMM dot products of K <= 1152 terms in another order (blocked) than the "
                               "7-deep loop: K·2^-53 ~ 1e-13 relative to the largest output (observed <= 4.5e-16)"};
 // low: f32 against f64
-inline constexpr Tol kF32Elem{1.2e-7, 1.2e-7,
-                              "one f32 rounding of the input (and of the cotangent): 2^-24 = 6e-8 relative, "
-                              "doubled for margin (observed <= 3e-8)"};
+inline constexpr Tol kF32Elem{1e-7, 1e-7,
+                              "one f32 rounding of the input (and of the cotangent): 2^-24 = 6e-8 relative "
+                              "(observed <= 3e-8)"};
 inline constexpr Tol kF32Add{3e-7, 3e-7,
                              "a, b and a+b each rounded once to f32: <= 2^-24(|a|+|b|+|a+b|) per element, "
                              "normwise against max|a+b| (~1.5-2 here): <= 2.4e-7 (observed <= 8e-8)"};

@@ -5,8 +5,9 @@
 // rows in every mode). Every mode runs with the CPU allocator's debug mode on
 // (engine/device.h): an output element an op forgets to write is NaN, and the
 // guard bytes around every block are checked after every op call.
-// OP_TABLE_VERBOSE=1 prints the measured error of every row and mode.
+// OP_TABLE_VERBOSE=1 prints the measured error and the time of every row and mode.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <numeric>
@@ -434,7 +435,12 @@ void for_rows(Tol OpCase::*mode, F&& body) {
     const OpCase& c = rows[i];
     if (!(c.*mode).on()) continue;
     INFO("row " << i << ": " << label(c) << " (tolerance: " << (c.*mode).why << ")");
+    const auto t0 = std::chrono::steady_clock::now();
     body(c, simclr::test::row_seed(i));
+    if (verbose()) {
+      const std::chrono::duration<double, std::milli> ms = std::chrono::steady_clock::now() - t0;
+      std::printf("       %.1f ms\n", ms.count());
+    }
     clear_tape();
     cpu_alloc_check();
     ran++;

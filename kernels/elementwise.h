@@ -106,3 +106,40 @@ template <class T>
 void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t N, int64_t I, int64_t O);
 
 }  // namespace simclr::cpu
+
+// ---- CUDA twins (kernels/cuda/elementwise.cu) of relu, add, add_relu,
+// sum_product, mean and scale: the launchers, declared identically in
+// simclr::gpu (nvcc) and simclr::emu (the kernel emulator). Same arguments and
+// semantics as the CPU reference above, plus the stream; all pointers device
+// pointers (host pointers under the emulator). T = float or bf16: arithmetic in
+// fp32, one rounding to bf16 at each store (bf16: scale uses float(s), mean's
+// backward float(dy[0]) / float(n)). The reductions (sum_product, mean) add in
+// double in a fixed order (per-block partials, then one block: the same bits
+// every run) and write (=) y[0].
+struct CUstream_st;
+typedef struct CUstream_st* cudaStream_t;
+
+#define SIMCLR_ELEMENTWISE_LAUNCHERS_T(T)                                                                   \
+  void relu_forward(T* y, const T* x, int64_t n, cudaStream_t stream);                                     \
+  void relu_backward(T* dx, bool accumulate, const T* dy, const T* y, int64_t n, cudaStream_t stream);     \
+  void add_forward(T* y, const T* a, const T* b, int64_t n, cudaStream_t stream);                          \
+  void add_backward(T* da, bool accumulate_a, T* db, bool accumulate_b, const T* dy, int64_t n,            \
+                    cudaStream_t stream);                                                                  \
+  void add_relu_forward(T* y, const T* a, const T* b, int64_t n, cudaStream_t stream);                     \
+  void add_relu_backward(T* da, bool accumulate_a, T* db, bool accumulate_b, const T* dy, const T* y,      \
+                         int64_t n, cudaStream_t stream);                                                  \
+  void sum_product_forward(T* y, const T* a, const T* r, int64_t n, cudaStream_t stream);                  \
+  void sum_product_backward(T* da, const T* r, const T* dy, int64_t n, cudaStream_t stream);               \
+  void mean_forward(T* y, const T* x, int64_t n, cudaStream_t stream);                                     \
+  void mean_backward(T* dx, const T* dy, int64_t n, cudaStream_t stream);                                  \
+  void scale_forward(T* y, const T* x, double s, int64_t n, cudaStream_t stream);                          \
+  void scale_backward(T* dx, const T* dy, double s, int64_t n, cudaStream_t stream);
+#define SIMCLR_ELEMENTWISE_LAUNCHERS \
+  SIMCLR_ELEMENTWISE_LAUNCHERS_T(float) SIMCLR_ELEMENTWISE_LAUNCHERS_T(::simclr::bf16)
+
+namespace simclr::gpu {
+SIMCLR_ELEMENTWISE_LAUNCHERS
+}  // namespace simclr::gpu
+namespace simclr::emu {
+SIMCLR_ELEMENTWISE_LAUNCHERS
+}  // namespace simclr::emu

@@ -62,3 +62,29 @@ template <class T>
 void global_avg_pool_backward(T* dx, const T* dy, int64_t N, int64_t HW, int64_t C);
 
 }  // namespace simclr::cpu
+
+// ---- CUDA twins (kernels/cuda/pool.cu): the launchers, declared identically
+// in simclr::gpu (nvcc) and simclr::emu (the kernel emulator). Same arguments
+// and semantics as the CPU reference above (argmax convention, tie-breaking,
+// NaN, padding), plus the stream. T = float or bf16 (sums in fp32, one
+// rounding to bf16 at each store). Max pool backward is a gather (each dx
+// element adds, in output order, the dy of the windows whose arg points at
+// it): no atomics, deterministic. Global average pool sums over HW in fp32.
+struct CUstream_st;
+typedef struct CUstream_st* cudaStream_t;
+
+#define SIMCLR_POOL_LAUNCHERS_T(T)                                                                          \
+  void max_pool2d_forward(T* y, int32_t* arg, const T* x, const ::simclr::Pool2dShape& s,                  \
+                          cudaStream_t stream);                                                            \
+  void max_pool2d_backward(T* dx, const T* dy, const int32_t* arg, const ::simclr::Pool2dShape& s,         \
+                           cudaStream_t stream);                                                           \
+  void global_avg_pool_forward(T* y, const T* x, int64_t N, int64_t HW, int64_t C, cudaStream_t stream);   \
+  void global_avg_pool_backward(T* dx, const T* dy, int64_t N, int64_t HW, int64_t C, cudaStream_t stream);
+#define SIMCLR_POOL_LAUNCHERS SIMCLR_POOL_LAUNCHERS_T(float) SIMCLR_POOL_LAUNCHERS_T(::simclr::bf16)
+
+namespace simclr::gpu {
+SIMCLR_POOL_LAUNCHERS
+}  // namespace simclr::gpu
+namespace simclr::emu {
+SIMCLR_POOL_LAUNCHERS
+}  // namespace simclr::emu

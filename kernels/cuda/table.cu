@@ -15,7 +15,9 @@
 #include <span>
 #include <type_traits>
 
+#include "kernels/elementwise.h"
 #include "kernels/ntxent.h"
+#include "kernels/pool.h"
 #include "kernels/registry.h"
 #ifndef SIMCLR_EMU
 #include "engine/device.h"
@@ -53,9 +55,68 @@ void ntxent_bwd(T* dz, const T* z, const float* lse, const float* dloss, void* w
 template <class T>
 constexpr NtxentKernels<T> ntxent_k{kNtxentMinTau, &ntxent_ws<T>, &ntxent_fwd<T>, &ntxent_bwd<T>};
 
+// ---- elementwise + pool (h1): kernels/cuda/elementwise.cu, kernels/cuda/pool.cu
+cudaStream_t engine_stream() { return static_cast<cudaStream_t>(current_stream()); }
+template <class T>
+constexpr ReluKernels<T> relu_k{
+    [](T* y, const T* x, int64_t n) { relu_forward(y, x, n, engine_stream()); },
+    [](T* dx, bool acc, const T* dy, const T* y, int64_t n) { relu_backward(dx, acc, dy, y, n, engine_stream()); }};
+template <class T>
+constexpr AddKernels<T> add_k{
+    [](T* y, const T* a, const T* b, int64_t n) { add_forward(y, a, b, n, engine_stream()); },
+    [](T* da, bool acc_a, T* db, bool acc_b, const T* dy, int64_t n) {
+      add_backward(da, acc_a, db, acc_b, dy, n, engine_stream());
+    }};
+template <class T>
+constexpr AddReluKernels<T> add_relu_k{
+    [](T* y, const T* a, const T* b, int64_t n) { add_relu_forward(y, a, b, n, engine_stream()); },
+    [](T* da, bool acc_a, T* db, bool acc_b, const T* dy, const T* y, int64_t n) {
+      add_relu_backward(da, acc_a, db, acc_b, dy, y, n, engine_stream());
+    }};
+template <class T>
+constexpr SumProductKernels<T> sum_product_k{
+    [](T* y, const T* a, const T* r, int64_t n) { sum_product_forward(y, a, r, n, engine_stream()); },
+    [](T* da, const T* r, const T* dy, int64_t n) { sum_product_backward(da, r, dy, n, engine_stream()); }};
+template <class T>
+constexpr MeanKernels<T> mean_k{[](T* y, const T* x, int64_t n) { mean_forward(y, x, n, engine_stream()); },
+                                [](T* dx, const T* dy, int64_t n) { mean_backward(dx, dy, n, engine_stream()); }};
+template <class T>
+constexpr ScaleKernels<T> scale_k{
+    [](T* y, const T* x, double s, int64_t n) { scale_forward(y, x, s, n, engine_stream()); },
+    [](T* dx, const T* dy, double s, int64_t n) { scale_backward(dx, dy, s, n, engine_stream()); }};
+template <class T>
+constexpr MaxPool2dKernels<T> max_pool2d_k{
+    [](T* y, int32_t* arg, const T* x, const Pool2dShape& s) { max_pool2d_forward(y, arg, x, s, engine_stream()); },
+    [](T* dx, const T* dy, const int32_t* arg, const Pool2dShape& s) {
+      max_pool2d_backward(dx, dy, arg, s, engine_stream());
+    }};
+template <class T>
+constexpr GlobalAvgPoolKernels<T> global_avg_pool_k{
+    [](T* y, const T* x, int64_t N, int64_t HW, int64_t C) { global_avg_pool_forward(y, x, N, HW, C, engine_stream()); },
+    [](T* dx, const T* dy, int64_t N, int64_t HW, int64_t C) {
+      global_avg_pool_backward(dx, dy, N, HW, C, engine_stream());
+    }};
+
 constexpr KernelRow kRows[] = {
     kernel_row(ntxent_k<float>),
     kernel_row(ntxent_k<::simclr::bf16>),
+    // ---- elementwise + pool (h1)
+    kernel_row(relu_k<float>),
+    kernel_row(relu_k<::simclr::bf16>),
+    kernel_row(add_k<float>),
+    kernel_row(add_k<::simclr::bf16>),
+    kernel_row(add_relu_k<float>),
+    kernel_row(add_relu_k<::simclr::bf16>),
+    kernel_row(sum_product_k<float>),
+    kernel_row(sum_product_k<::simclr::bf16>),
+    kernel_row(mean_k<float>),
+    kernel_row(mean_k<::simclr::bf16>),
+    kernel_row(scale_k<float>),
+    kernel_row(scale_k<::simclr::bf16>),
+    kernel_row(max_pool2d_k<float>),
+    kernel_row(max_pool2d_k<::simclr::bf16>),
+    kernel_row(global_avg_pool_k<float>),
+    kernel_row(global_avg_pool_k<::simclr::bf16>),
 };
 
 }  // namespace

@@ -42,13 +42,13 @@ std::string unsupported(const char* op, const char* device, const char* dtype) {
 }  // namespace
 
 TEST_CASE("dispatch: an unsupported (op, device, dtype) fails naming all three", "[dispatch]") {
-  float host[32] = {};
-  // relu on a CUDA tensor: the CUDA backend has no relu row (with or without the CUDA build)
-  Tensor xc = Tensor::wrap(host, {4, 8}, DType::f32, Device::cuda(0));
-  CHECK_THROWS_WITH(relu(xc), unsupported("relu", "cuda:0", "f32"));
-  CHECK_THROWS_WITH(add(xc, xc), unsupported("add", "cuda:0", "f32"));
-  CHECK_THROWS_WITH(mean(xc), unsupported("mean", "cuda:0", "f32"));
-  CHECK_THROWS_WITH(linear(xc, xc, Tensor()), unsupported("linear", "cuda:0", "f32"));
+  double host[32] = {};
+  // relu on an f64 CUDA tensor: the CUDA backend has no f64 rows (with or without the CUDA build)
+  Tensor xc = Tensor::wrap(host, {4, 8}, DType::f64, Device::cuda(0));
+  CHECK_THROWS_WITH(relu(xc), unsupported("relu", "cuda:0", "f64"));
+  CHECK_THROWS_WITH(add(xc, xc), unsupported("add", "cuda:0", "f64"));
+  CHECK_THROWS_WITH(mean(xc), unsupported("mean", "cuda:0", "f64"));
+  CHECK_THROWS_WITH(linear(xc, xc, Tensor()), unsupported("linear", "cuda:0", "f64"));
   // conv2d on the CPU in bf16: the CPU rows are f32 and f64
   Tensor x = Tensor::zeros({1, 3, 3, 2}, DType::bf16), w = Tensor::zeros({2, 1, 1, 2}, DType::bf16);
   CHECK_THROWS_WITH(conv2d(x, w, 1, 0), unsupported("conv2d", "cpu", "bf16"));
@@ -92,8 +92,12 @@ TEST_CASE("dispatch: supports() is the tables' rows, at most one row per (op, dt
     }
   }
 #ifdef SIMCLR_WITH_CUDA
-  // the CUDA backend has the fused NT-Xent kernels (f32 input, bf16 input) and nothing else yet
-  CHECK(kernel_table(DeviceKind::cuda).size() == 2);
+  // the CUDA backend has the fused NT-Xent kernels (f32 input, bf16 input), the elementwise and pooling ops
+  // (f32, bf16; kernels/cuda/elementwise.cu, pool.cu) and more to come
+  CHECK(kernel_table(DeviceKind::cuda).size() >= 2);
+  for (Op op : {Op::relu, Op::add, Op::add_relu, Op::sum_product, Op::mean, Op::scale, Op::max_pool2d,
+                Op::global_avg_pool})
+    CHECK((supports(DeviceKind::cuda, op, DType::f32) && supports(DeviceKind::cuda, op, DType::bf16)));
   CHECK(supports(DeviceKind::cuda, Op::ntxent, DType::f32));
   CHECK(supports(DeviceKind::cuda, Op::ntxent, DType::bf16));
 #else

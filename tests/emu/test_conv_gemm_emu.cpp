@@ -22,6 +22,7 @@
 // accumulated with += start at random values (the prior must be kept).
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -302,4 +303,21 @@ TEST_CASE("emu linear (ours): GEMM with bias, backward dx/dw/db vs the CPU float
   CHECK_THROWS_AS(emu::linear_backward_ours(p, p, p, p, p, p, 2, 2, 2, -1, nullptr), Error);
   CHECK_THROWS_AS(emu::linear_backward_ours(p, nullptr, nullptr, p, p, nullptr, 2, 2, 2, 0, nullptr), Error);
   CHECK_THROWS_AS(emu::linear_backward_ours(nullptr, p, nullptr, p, nullptr, p, 2, 2, 2, 0, nullptr), Error);
+}
+
+// Hidden (run by name or tag): the emulator's time for a CIFAR-sized ResNet
+// layer, forward + backward, to size the emulated training step.
+TEST_CASE("emu conv2d (ours): emulator time for a CIFAR ResNet layer", "[.][emu][convtime]") {
+  const Conv2dShape s{2, 16, 16, 32, 32, 3, 3, 1, 1};
+  const auto& k = emu_row<Conv2dKernels, float>();
+  std::vector<float> x(static_cast<size_t>(s.N * s.H * s.W * s.C), 0.5f), w(static_cast<size_t>(s.O * s.K()), 0.25f),
+      y(static_cast<size_t>(s.N * s.Ho() * s.Wo() * s.O)), dx(x.size()), dw(w.size(), 0.0f);
+  const auto t0 = std::chrono::steady_clock::now();
+  k.forward(y.data(), x.data(), w.data(), s);
+  const auto t1 = std::chrono::steady_clock::now();
+  k.backward(dx.data(), false, dw.data(), y.data(), x.data(), w.data(), s);
+  const auto t2 = std::chrono::steady_clock::now();
+  WARN("2x16x16x32 -> 32, 3x3: forward " << std::chrono::duration<double>(t1 - t0).count() << " s, backward "
+                                          << std::chrono::duration<double>(t2 - t1).count() << " s");
+  CHECK(y[0] == 0.5f * 0.25f * 4 * 32);  // a corner pixel: 2x2 taps inside the image, 32 channels
 }

@@ -137,6 +137,57 @@ inline constexpr Tol kDevBf16{0x1p-8, 1.5e-2,
 inline constexpr Tol kDevF32{0x1p-15, 5e-5,
                              "fp32 as bf16x3: ẑ to ~2^-17, products to ~3·2^-18 per similarity, logits within "
                              "2^-15/τ; the gradient within 5e-5 of its largest entry (observed <= 6e-6)"};
+// dev: the elementwise and pooling CUDA kernels (kernels/cuda/elementwise.cu, pool.cu) against
+// float64 on the unrounded inputs. f32: the kernels do the CPU's f32 arithmetic (the reductions
+// in double), so the low mode's reasons carry over; bf16: inputs, cotangent and every stored
+// result rounded to bf16 (8 significant bits: 2^-8 relative per rounding), arithmetic in f32.
+inline constexpr Tol kDevF32Elem{1e-7, 1e-7,
+                                 "relu selects exactly: only the input and the cotangent are rounded to f32, "
+                                 "2^-24 = 6e-8 relative (observed <= 3e-8)"};
+inline constexpr Tol kDevF32MaxPool{1e-7, 2e-7,
+                                    "forward: the winner of distinct inputs, rounded once to f32 (2^-24); "
+                                    "backward: up to 4 (9 overlapping) rounded cotangents added in f32: "
+                                    "2^-24(Σ|dy| + |dx|), normwise <= 3·2^-24 (observed <= 7.2e-8)"};
+inline constexpr Tol kDevF32Add{3e-7, 3e-7,
+                                "a, b and a+b each rounded once to f32 (the kernel adds in f32 like the CPU): "
+                                "<= 2^-24(|a|+|b|+|a+b|), normwise <= 2.4e-7 (observed <= 8e-8)"};
+inline constexpr Tol kDevF32Dot{1e-6, 2e-7,
+                                "the kernels add in double (a fixed tree order instead of index order: n·2^-53, "
+                                "invisible at f32) after rounding the inputs to f32: as kF32Dot, 2·2^-24 per term "
+                                "amplified by the cancellation in the sum (observed <= 8.4e-8, gradient 7.3e-8)"};
+inline constexpr Tol kDevF32Scale{3e-7, 3e-7,
+                                  "x, float(s) and the product each rounded once to f32, as on the CPU: "
+                                  "<= 3·2^-24 relative (observed <= 1.1e-7)"};
+inline constexpr Tol kDevF32Gap{2e-6, 2e-7,
+                                "forward: f32 sums over HW <= 49 pixels (the CPU sums in double), "
+                                "(HW-1)·2^-24·Σ|x|/HW worst case, normwise against max|y| (<= 4x below mean|x| "
+                                "here): <= 2e-6 (observed <= 4.5e-7); backward: dy, 1/HW and dy·(1/HW) rounded: "
+                                "3·2^-24"};
+inline constexpr Tol kDevBf16Elem{0x1p-8, 0x1p-8,
+                                  "relu selects exactly: the input, or the cotangent, rounded once to bf16: "
+                                  "<= 2^-8 relative (observed <= 2.1e-3)"};
+inline constexpr Tol kDevBf16MaxPool{0x1p-8, 1.2e-2,
+                                     "forward: the winner, rounded once (2^-8; the row's inputs stay distinct in "
+                                     "bf16: spacing 2/numel > 2^-8, the bf16 spacing below 1); backward: rounded "
+                                     "cotangents (2^-8 each) gathered in f32 and stored (2^-8): 2^-8(Σ|dy| + |dx|), "
+                                     "normwise <= 3·2^-8 (observed <= 3.1e-3)"};
+inline constexpr Tol kDevBf16Add{1.1e-2, 4e-3,
+                                 "a, b rounded to bf16 (2^-8 each), a+b in f32, rounded at the store (2^-8): "
+                                 "<= 2^-8(|a|+|b|+|a+b|), normwise against max|a+b| (~1.5-2, |a|,|b| <= 1): "
+                                 "<= 2^-8·4/1.5 = 1.04e-2 (observed <= 5.7e-3); gradient: dy rounded, 2^-8"};
+inline constexpr Tol kDevBf16Dot{6e-2, 1.2e-2,
+                                 "forward: a and r rounded to bf16 (2·2^-8 per term), summed in double, amplified "
+                                 "by the cancellation in the sum (up to ~15, kF32Dot) and rounded once: "
+                                 "15·2^-7 + 2^-8 would be 0.12, 6e-2 for these rows (observed <= 7.5e-3); "
+                                 "gradient: the cotangent, r (or 1/n) and the stored result: 3·2^-8"};
+inline constexpr Tol kDevBf16Scale{8e-3, 8e-3,
+                                   "x (or dy) rounded to bf16, s to f32 (2^-24), the product at the store: "
+                                   "2·2^-8 = 7.8e-3 relative per element (observed <= 4.9e-3)"};
+inline constexpr Tol kDevBf16Gap{2e-2, 8e-3,
+                                 "forward: the inputs rounded to bf16 (2^-8 of each |x|), summed in f32, the mean "
+                                 "stored (2^-8): 2^-8(mean|x| + |y|), normwise against max|y| (<= 4x below "
+                                 "mean|x| here): <= 5·2^-8 (observed <= 2.5e-3); backward: dy rounded, "
+                                 "dy·(1/HW) stored: 2·2^-8 (observed <= 4.2e-3)"};
 }  // namespace tol
 
 // ------------------------------------------------------------------ the table
@@ -308,6 +359,36 @@ inline const std::vector<OpCase>& op_cases() {
     // the largest: bf16 only (as the SimCLR run at d = 2048 would use)
     r.push_back(row(Op::ntxent, "kernel, 4096x2048: 4096 views, d = 2048", S{{4096, 2048}},
                     {.tau = 0.1, .emulate = false}, DType::bf16, {}, {}, {}, {}, kDevBf16));
+    // ---- the elementwise and pooling CUDA kernels (dev): their f32 rows above, and a bf16 copy of each
+    // at the end (the other rows keep their seeds) that runs the dev mode only (no bf16 CPU rows)
+    {
+      auto dev_tol = [](Op op, DType dt) -> Tol {
+        const bool f = dt == DType::f32;
+        switch (op) {
+          case Op::relu: return f ? kDevF32Elem : kDevBf16Elem;
+          case Op::max_pool2d: return f ? kDevF32MaxPool : kDevBf16MaxPool;
+          case Op::add:
+          case Op::add_relu: return f ? kDevF32Add : kDevBf16Add;
+          case Op::sum_product:
+          case Op::mean: return f ? kDevF32Dot : kDevBf16Dot;
+          case Op::scale: return f ? kDevF32Scale : kDevBf16Scale;
+          case Op::global_avg_pool: return f ? kDevF32Gap : kDevBf16Gap;
+          default: return {};
+        }
+      };
+      const size_t n = r.size();
+      for (size_t i = 0; i < n; i++) {
+        if (!dev_tol(r[i].op, DType::f32).on() || r[i].dtype != DType::f32) continue;
+        r[i].dev = dev_tol(r[i].op, DType::f32);
+        // max pool: bf16 only where the distinct inputs stay distinct (numel < 512, see kDevBf16MaxPool)
+        if (r[i].op == Op::max_pool2d && r[i].shapes[0].numel() >= 512) continue;
+        r.push_back(row(r[i].op, r[i].name, r[i].shapes, r[i].opt, DType::bf16, {}, {}, {}, {},
+                        dev_tol(r[i].op, DType::bf16)));
+      }
+      // ... and max pool's C = 13 case on a plane small enough for that
+      r.push_back(row(Op::max_pool2d, "batch 1, 5x5, C = 13", S{{1, 5, 5, 13}}, {.stride = 2, .pad = 1, .kernel = 3},
+                      DType::bf16, {}, {}, {}, {}, kDevBf16MaxPool));
+    }
     return r;
   }();
   return rows;

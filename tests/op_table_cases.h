@@ -137,6 +137,27 @@ inline constexpr Tol kDevBf16{0x1p-8, 1.5e-2,
 inline constexpr Tol kDevF32{0x1p-15, 5e-5,
                              "fp32 as bf16x3: ẑ to ~2^-17, products to ~3·2^-18 per similarity, logits within "
                              "2^-15/τ; the gradient within 5e-5 of its largest entry (observed <= 6e-6)"};
+// dev: our CUDA GEMM / implicit-GEMM convolution kernels (kernels/cuda/gemm_tile.cuh)
+inline constexpr Tol kDevGemmF32{1e-5, 1e-5,
+                                 "fp32 products summed in fp32 in tile order (K <= 1152 terms here, split-K "
+                                 "partials added in a fixed order): γ_K·Σ|terms| ~ sqrt(K)·2^-24 normwise "
+                                 "(as the CPU's f32 GEMM); 1e-5 still fails any wrong tap (O(1))"};
+inline constexpr Tol kDevGemmBf16{2e-2, 2e-2,
+                                  "bf16 inputs (and cotangent) rounded to 2^-9 relative each: a product carries "
+                                  "<= 2^-8, partly cancelling in the sum (normwise ~2^-8 = 3.9e-3 typical, a few "
+                                  "times that at the largest entry), fp32 accumulation, one bf16 rounding of "
+                                  "the output (2^-9); a wrong tap is O(1)"};
+
+// The device tolerance of (op, dtype) for the rows that do not set one (an
+// op listed here has a CUDA twin, kernels/cuda/table.cu): every f32 row of
+// the op runs in mode (c)/(d) with the f32 tolerance, and once more in bf16.
+inline Tol device_tolerance(Op op, DType dt) {
+  switch (op) {
+    case Op::conv2d:
+    case Op::linear: return dt == DType::bf16 ? kDevGemmBf16 : kDevGemmF32;
+    default: return {};
+  }
+}
 }  // namespace tol
 
 // ------------------------------------------------------------------ the table
@@ -308,6 +329,16 @@ inline const std::vector<OpCase>& op_cases() {
     // the largest: bf16 only (as the SimCLR run at d = 2048 would use)
     r.push_back(row(Op::ntxent, "kernel, 4096x2048: 4096 views, d = 2048", S{{4096, 2048}},
                     {.tau = 0.1, .emulate = false}, DType::bf16, {}, {}, {}, {}, kDevBf16));
+    // ---- the CUDA twins of the other ops: device tolerances by op (tol::device_tolerance)
+    // for the f32 rows that set none, and a bf16 twin of each such row (device modes only).
+    const size_t n = r.size();
+    for (size_t i = 0; i < n; i++) {
+      if (r[i].op == Op::ntxent || r[i].dtype != DType::f32) continue;
+      if (!r[i].dev.on()) r[i].dev = device_tolerance(r[i].op, DType::f32);
+      const Tol b = device_tolerance(r[i].op, DType::bf16);
+      if (!r[i].dev.on() || !b.on()) continue;
+      r.push_back(row(r[i].op, r[i].name, r[i].shapes, r[i].opt, DType::bf16, {}, {}, {}, {}, b));
+    }
     return r;
   }();
   return rows;

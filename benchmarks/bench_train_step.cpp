@@ -1,11 +1,16 @@
-// benchmarks/bench_train_step.cpp - one SimCLR training step on the CPU
-// (forward, NT-Xent, backward, LARS): train_step (train/step.h), the step
-// `simclr train` runs, on random inputs; prints views/s (wall clock) and the CPU seconds per step, then our
-// time per op. benchmarks/cpu_step_compare.sh runs it against the same step
-// in PyTorch (benchmarks/train_step_torch.py) and prints the ratio.
+// benchmarks/bench_train_step.cpp - one SimCLR training step (forward,
+// NT-Xent, backward, LARS): train_step (train/step.h), the step `simclr
+// train` runs, on random inputs, on the CPU, a GPU or the emulated device;
+// prints views/s (wall clock) and the CPU seconds per step, then our time per
+// op. benchmarks/cpu_step_compare.sh runs it against the same step in
+// PyTorch (benchmarks/train_step_torch.py) and prints the ratio; on a GPU,
+// benchmarks/gpu_suite.sh does (--device cuda on both sides).
 //
 //   bench_train_step [--depth 18] [--width 0.25] [--stem cifar] [--channels 1] [--size 28]
 //                    [--views 512] [--threads 2] [--steps 10] [--warmup 2] [--json] [--no-profile]
+//                    [--device cpu|cuda|emu] [--conv-impl cudnn|ours]
+// On a GPU the timed steps are bracketed by device synchronisations (the
+// per-op table then shows host-side issue times, not kernel times).
 //
 // Defaults: the quickstart model (ResNet-18, CIFAR stem, width 0.25, 1 input
 // channel, 28x28, official 2-layer head, tau 0.5, LARS), 512 views per step.
@@ -45,6 +50,8 @@ const char* kUsage =
     "  --threads T    OpenMP/OpenBLAS/oneDNN threads  (2)\n"
     "  --steps K      timed steps                     (10)\n"
     "  --warmup K     untimed steps first             (2)\n"
+    "  --device D     cpu|cuda|cuda:K|emu             (cpu)\n"
+    "  --conv-impl I  cudnn|ours (CUDA convolutions)  (cudnn)\n"
     "  --json         one JSON line instead of the table\n"
     "  --no-profile   skip the per-op table (its timers cost a little)\n";
 
@@ -66,7 +73,7 @@ long page_faults() {
 int main(int argc, char** argv) {
   int depth = 18, channels = 1, size = 28, views = 512, threads = 2, steps = 10, warmup = 2;
   double width = 0.25;
-  std::string stem = "cifar";
+  std::string stem = "cifar", device_name = "cpu", conv_impl = "cudnn";
   bool json = false, profile = true;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -86,6 +93,8 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(next());
     else if (a == "--steps") steps = std::atoi(next());
     else if (a == "--warmup") warmup = std::atoi(next());
+    else if (a == "--device") device_name = next();
+    else if (a == "--conv-impl") conv_impl = next();
     else if (a == "--json") json = true;
     else if (a == "--no-profile") profile = false;
     else {
@@ -102,6 +111,15 @@ int main(int argc, char** argv) {
   try {
     set_compute_threads(threads);
     tune_host_allocator();
+    std::string note;
+    const Device device = resolve_device(device_name, &note);
+    if (!note.empty() && !json) std::printf("note: %s\n", note.c_str());
+    SIMCLR_CHECK(conv_impl == "cudnn" || conv_impl == "ours", "--conv-impl must be cudnn or ours, not '", conv_impl,
+                 "'");
+    if (device.is_cuda()) set_cuda_conv_impl(conv_impl == "ours" ? ConvImpl::ours : ConvImpl::cudnn);
+    auto sync = [&] {
+      if (device.is_cuda()) cuda_synchronize(device.index);
+    };
     ResNetConfig rc;
     rc.depth = depth;
     rc.width = width;
@@ -110,35 +128,41 @@ int main(int argc, char** argv) {
     HeadConfig hc;
     SimclrModel m(rc, &hc);
     m.init(0);
+    m.to(device);
     Lars opt(LarsConfig{}, m.store);
-    Tensor x = Tensor::empty({views, size, size, channels}, DType::f32);
-    init_normal(x, 1.0, 1, 2);
+    Tensor xh = Tensor::empty({views, size, size, channels}, DType::f32);
+    init_normal(xh, 1.0, 1, 2);
+    const Tensor x = xh.to(device);
     double loss = 0;
     auto step = [&]() { loss = train_step(x, m, opt, 0.1, 0.5).loss; };
     for (int s = 0; s < warmup; s++) step();
+    sync();
     profile_reset();
     profile_enable(profile);
     const long f0 = page_faults();
     const double c0 = cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     for (int s = 0; s < steps; s++) step();
+    sync();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
     const double cpu = (cpu_seconds() - c0) / steps;
     const double faults = static_cast<double>(page_faults() - f0) / steps;
     profile_enable(false);
-    const std::string conv = cpu::conv2d_fast_available() ? "oneDNN" : "im2col reference";
+    const std::string conv = device.is_cpu()   ? (cpu::conv2d_fast_available() ? "oneDNN" : "im2col reference")
+                             : device.is_emu() ? "ours (emulated)"
+                                               : conv_impl;
     if (json) {
       std::printf("{\"impl\": \"simclr %s\", \"depth\": %d, \"width\": %g, \"views\": %d, \"size\": %d, \"threads\": %d, "
                   "\"steps\": %d, \"step_ms\": %.3f, \"views_per_s\": %.3f, \"cpu_s_per_step\": %.4f, \"loss\": %.6f, "
-                  "\"conv\": \"%s\"}\n",
+                  "\"conv\": \"%s\", \"device\": \"%s\"}\n",
                   SIMCLR_GIT_COMMIT, depth, width, views, size, threads, steps, 1000 * dt, views / dt, cpu, loss,
-                  conv.c_str());
+                  conv.c_str(), device.str().c_str());
       return 0;
     }
     std::printf("machine: %d cores; BLAS: %s; conv: %s; commit %s\n", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)),
                 blas_info().c_str(), conv.c_str(), SIMCLR_GIT_COMMIT);
-    std::printf("ResNet-%d width %g, %s stem, %dx%dx%d, %d views/step, %d threads, %d timed steps\n", depth, width,
-                stem.c_str(), size, size, channels, views, threads, steps);
+    std::printf("ResNet-%d width %g, %s stem, %dx%dx%d, %d views/step, %d threads, %d timed steps, device %s\n", depth,
+                width, stem.c_str(), size, size, channels, views, threads, steps, device.str().c_str());
     std::printf("simclr: %8.1f ms/step  %8.1f views/s  %6.3f CPU-s/step  %.0f page faults/step  (loss %.4f)\n",
                 1000 * dt, views / dt, cpu, faults, loss);
     if (profile) {

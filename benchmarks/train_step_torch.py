@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-# benchmarks/train_step_torch.py - PyTorch's CPU training step on the same
-# model as benchmarks/bench_train_step.cpp: ResNet (torchvision layout, CIFAR
+# benchmarks/train_step_torch.py - PyTorch's training step (CPU or CUDA) on the
+# same model as benchmarks/bench_train_step.cpp: ResNet (torchvision layout, CIFAR
 # or ImageNet stem, width multiplier, 1 or 3 input channels), the official
 # SimCLR head (Linear-BN-ReLU-Linear-BN, the last BN without bias), NT-Xent
 # (tau 0.5), backward, LARS (momentum 0.9, eta 0.001, weight decay 1e-6, BN
 # parameters excluded); random inputs; channels-last (PyTorch then runs its
-# convolutions through oneDNN). Prints one JSON line:
+# convolutions through oneDNN on the CPU, cuDNN on a GPU). --device cuda runs on
+# the GPU (timed between torch.cuda.synchronize() calls; LARS without host
+# round trips); --amp runs forward and loss under bf16 autocast (PyTorch AMP:
+# what a user would pick for speed; master weights fp32). Prints one JSON line:
 #   {"views_per_s": ..., "step_ms": ..., "cpu_s_per_step": ..., ...}
 # Needs torch for /usr/bin/python3: Debian's python3-torch, installed with apt
 # when missing (--install; benchmarks/cpu_step_compare.sh passes it).
@@ -27,6 +30,8 @@ ap.add_argument("--views", type=int, default=512)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--steps", type=int, default=10)
 ap.add_argument("--warmup", type=int, default=2)
+ap.add_argument("--device", default="cpu", help="cpu | cuda")
+ap.add_argument("--amp", action="store_true", help="bf16 autocast for forward and loss")
 ap.add_argument("--install", action="store_true", help="apt-get install python3-torch when torch is missing")
 a = ap.parse_args()
 
@@ -119,43 +124,58 @@ def ntxent(z, tau=0.5):
     s = z @ z.t() / tau
     s.fill_diagonal_(float("-inf"))
     v = z.shape[0]
-    return F.cross_entropy(s, (torch.arange(v) + v // 2) % v)
+    return F.cross_entropy(s, (torch.arange(v, device=z.device) + v // 2) % v)
 
 
-net = Net().to(memory_format=torch.channels_last)
+dev = torch.device(a.device)
+cuda = dev.type == "cuda"
+if cuda and not torch.cuda.is_available():
+    sys.exit("--device cuda: torch.cuda.is_available() is False (torch %s)" % torch.__version__)
+net = Net().to(dev).to(memory_format=torch.channels_last)
 params = [p for p in net.parameters() if p.requires_grad]
 mom = [torch.zeros_like(p) for p in params]
 excl = [p.dim() == 1 for p in params]  # BN parameters (the model has no other biases)
-x = torch.randn(a.views, a.channels, a.size, a.size).to(memory_format=torch.channels_last)
+x = torch.randn(a.views, a.channels, a.size, a.size, device=dev).to(memory_format=torch.channels_last)
+
+
+def sync():
+    if cuda:
+        torch.cuda.synchronize()
 
 
 def step(lr=0.1, wd=1e-6, eta=1e-3, m=0.9):
     for p in params:
         p.grad = None
-    loss = ntxent(net(x))
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.amp):
+        loss = ntxent(net(x).float())
     loss.backward()
     with torch.no_grad():
         for p, v, e in zip(params, mom, excl):
             g = p.grad
-            r = lr
-            if not e:
+            if e:
+                v.mul_(m).add_(g, alpha=lr)
+            else:
                 g = g + wd * p
                 wn, gn = p.norm(), g.norm()
-                if wn > 0 and gn > 0:
-                    r = lr * (eta * wn / gn).item()
-            v.mul_(m).add_(g, alpha=r)
+                # trust ratio on the device (no host round trip): eta |w| / |g| where both are > 0
+                r = torch.where((wn > 0) & (gn > 0), eta * wn / gn, torch.ones_like(wn)) * lr
+                v.mul_(m).add_(g * r)
             p.sub_(v)
-    return loss.item()
+    return loss
 
 
 for _ in range(a.warmup):
     step()
+sync()
 c0, t0 = time.process_time(), time.perf_counter()
 for _ in range(a.steps):
     loss = step()
+sync()
+loss = loss.item()
 dt = (time.perf_counter() - t0) / a.steps
 cpu = (time.process_time() - c0) / a.steps
-print(json.dumps({"impl": "pytorch %s" % torch.__version__, "depth": a.depth, "width": a.width, "views": a.views,
+print(json.dumps({"impl": "pytorch %s%s" % (torch.__version__, " amp-bf16" if a.amp else ""), "device": a.device, "depth": a.depth, "width": a.width, "views": a.views,
                   "size": a.size, "threads": a.threads, "steps": a.steps, "step_ms": round(1000 * dt, 3),
                   "views_per_s": round(a.views / dt, 3), "cpu_s_per_step": round(cpu, 4), "loss": round(loss, 6),
-                  "mkldnn": torch.backends.mkldnn.is_available()}))
+                  "mkldnn": torch.backends.mkldnn.is_available(),
+                  "gpu": torch.cuda.get_device_name(0) if cuda else None}))

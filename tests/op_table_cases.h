@@ -188,6 +188,36 @@ inline constexpr Tol kDevBf16Gap{2e-2, 8e-3,
                                  "stored (2^-8): 2^-8(mean|x| + |y|), normwise against max|y| (<= 4x below "
                                  "mean|x| here): <= 5·2^-8 (observed <= 2.5e-3); backward: dy rounded, "
                                  "dy·(1/HW) stored: 2·2^-8 (observed <= 4.2e-3)"};
+
+// dev: our CUDA GEMM / implicit-GEMM convolution kernels (kernels/cuda/gemm_tile.cuh)
+inline constexpr Tol kDevGemmF32{1e-5, 1e-5,
+                                 "fp32 products summed in fp32 in tile order (K <= 1152 terms here, split-K "
+                                 "partials added in a fixed order): γ_K·Σ|terms| ~ sqrt(K)·2^-24 normwise "
+                                 "(as the CPU's f32 GEMM); 1e-5 still fails any wrong tap (O(1))"};
+inline constexpr Tol kDevGemmBf16{2e-2, 2e-2,
+                                  "bf16 inputs (and cotangent) rounded to 2^-9 relative each: a product carries "
+                                  "<= 2^-8, partly cancelling in the sum (normwise ~2^-8 = 3.9e-3 typical, a few "
+                                  "times that at the largest entry), fp32 accumulation, one bf16 rounding of "
+                                  "the output (2^-9); a wrong tap is O(1)"};
+
+// The device tolerance of (op, dtype) for the rows that do not set one (an
+// op listed here has a CUDA twin, kernels/cuda/table.cu): every f32 row of
+// the op runs in mode (c)/(d) with the f32 tolerance, and once more in bf16.
+inline Tol device_tolerance(Op op, DType dt) {
+  switch (op) {
+    case Op::conv2d:
+    case Op::linear: return dt == DType::bf16 ? kDevGemmBf16 : kDevGemmF32;
+    case Op::relu: return dt == DType::bf16 ? kDevBf16Elem : kDevF32Elem;
+    case Op::max_pool2d: return dt == DType::bf16 ? kDevBf16MaxPool : kDevF32MaxPool;
+    case Op::add:
+    case Op::add_relu: return dt == DType::bf16 ? kDevBf16Add : kDevF32Add;
+    case Op::sum_product:
+    case Op::mean: return dt == DType::bf16 ? kDevBf16Dot : kDevF32Dot;
+    case Op::scale: return dt == DType::bf16 ? kDevBf16Scale : kDevF32Scale;
+    case Op::global_avg_pool: return dt == DType::bf16 ? kDevBf16Gap : kDevF32Gap;
+    default: return {};
+  }
+}
 }  // namespace tol
 
 // ------------------------------------------------------------------ the table
@@ -359,36 +389,21 @@ inline const std::vector<OpCase>& op_cases() {
     // the largest: bf16 only (as the SimCLR run at d = 2048 would use)
     r.push_back(row(Op::ntxent, "kernel, 4096x2048: 4096 views, d = 2048", S{{4096, 2048}},
                     {.tau = 0.1, .emulate = false}, DType::bf16, {}, {}, {}, {}, kDevBf16));
-    // ---- the elementwise and pooling CUDA kernels (dev): their f32 rows above, and a bf16 copy of each
-    // at the end (the other rows keep their seeds) that runs the dev mode only (no bf16 CPU rows)
-    {
-      auto dev_tol = [](Op op, DType dt) -> Tol {
-        const bool f = dt == DType::f32;
-        switch (op) {
-          case Op::relu: return f ? kDevF32Elem : kDevBf16Elem;
-          case Op::max_pool2d: return f ? kDevF32MaxPool : kDevBf16MaxPool;
-          case Op::add:
-          case Op::add_relu: return f ? kDevF32Add : kDevBf16Add;
-          case Op::sum_product:
-          case Op::mean: return f ? kDevF32Dot : kDevBf16Dot;
-          case Op::scale: return f ? kDevF32Scale : kDevBf16Scale;
-          case Op::global_avg_pool: return f ? kDevF32Gap : kDevBf16Gap;
-          default: return {};
-        }
-      };
-      const size_t n = r.size();
-      for (size_t i = 0; i < n; i++) {
-        if (!dev_tol(r[i].op, DType::f32).on() || r[i].dtype != DType::f32) continue;
-        r[i].dev = dev_tol(r[i].op, DType::f32);
-        // max pool: bf16 only where the distinct inputs stay distinct (numel < 512, see kDevBf16MaxPool)
-        if (r[i].op == Op::max_pool2d && r[i].shapes[0].numel() >= 512) continue;
-        r.push_back(row(r[i].op, r[i].name, r[i].shapes, r[i].opt, DType::bf16, {}, {}, {}, {},
-                        dev_tol(r[i].op, DType::bf16)));
-      }
-      // ... and max pool's C = 13 case on a plane small enough for that
-      r.push_back(row(Op::max_pool2d, "batch 1, 5x5, C = 13", S{{1, 5, 5, 13}}, {.stride = 2, .pad = 1, .kernel = 3},
-                      DType::bf16, {}, {}, {}, {}, kDevBf16MaxPool));
+    // ---- the CUDA twins of the other ops: device tolerances by op (tol::device_tolerance)
+    // for the f32 rows that set none, and a bf16 twin of each such row (device modes only).
+    const size_t n = r.size();
+    for (size_t i = 0; i < n; i++) {
+      if (r[i].op == Op::ntxent || r[i].dtype != DType::f32) continue;
+      if (!r[i].dev.on()) r[i].dev = device_tolerance(r[i].op, DType::f32);
+      const Tol b = device_tolerance(r[i].op, DType::bf16);
+      if (!r[i].dev.on() || !b.on()) continue;
+      // max pool: bf16 only where the distinct inputs stay distinct (numel < 512, kDevBf16MaxPool)
+      if (r[i].op == Op::max_pool2d && r[i].shapes[0].numel() >= 512) continue;
+      r.push_back(row(r[i].op, r[i].name, r[i].shapes, r[i].opt, DType::bf16, {}, {}, {}, {}, b));
     }
+    // ... and max pool's C = 13 case in bf16 on a plane small enough for that
+    r.push_back(row(Op::max_pool2d, "batch 1, 5x5, C = 13", S{{1, 5, 5, 13}}, {.stride = 2, .pad = 1, .kernel = 3},
+                    DType::bf16, {}, {}, {}, {}, kDevBf16MaxPool));
     return r;
   }();
   return rows;

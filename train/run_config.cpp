@@ -91,6 +91,13 @@ RunConfig parse_run_config(const json& root) {
   tc.log_interval = t.get_int("log_interval", 50, 1, 1000000000);
   tc.max_steps = t.get_int("max_steps", 0, 0, INT64_MAX);
   tc.profile = t.get_bool("profile", false);
+  tc.precision = t.get_string("precision", "fp32");
+  SIMCLR_CHECK(tc.precision == "fp32" || tc.precision == "tf32" || tc.precision == "bf16", "config: 'train.precision' = \"",
+               tc.precision, "\" is not one of: fp32, tf32, bf16");
+  tc.conv_impl = t.get_string("conv_impl", "cudnn");
+  SIMCLR_CHECK(tc.conv_impl == "cudnn" || tc.conv_impl == "ours", "config: 'train.conv_impl' = \"", tc.conv_impl,
+               "\" is not one of: cudnn, ours");
+  tc.deterministic = t.get_bool("deterministic", false);
   t.finish();
   if (c.warmup_epochs < 0) c.warmup_epochs = std::min(10.0, 0.1 * static_cast<double>(tc.epochs));
   SIMCLR_CHECK(c.warmup_epochs <= static_cast<double>(tc.epochs), "config: 'schedule.warmup_epochs' = ", c.warmup_epochs,
@@ -154,7 +161,10 @@ json run_config_to_json(const RunConfig& c) {
                 {"keep_last", t.keep_last},
                 {"log_interval", t.log_interval},
                 {"max_steps", t.max_steps},
-                {"profile", t.profile}};
+                {"profile", t.profile},
+                {"precision", t.precision},
+                {"conv_impl", t.conv_impl},
+                {"deterministic", t.deterministic}};
   const EvalConfig& e = c.eval;
   j["eval"] = {{"knn_every", e.knn_every},
                {"knn_k", e.knn_k},
@@ -183,7 +193,8 @@ namespace {
 const std::set<std::string>& may_differ() {
   static const std::set<std::string> s = {
       "train.device", "train.threads", "train.run_dir", "train.checkpoint_every", "train.keep_last",
-      "train.log_interval", "train.max_steps", "train.profile", "data.workers", "data.prefetch", "data.strict",
+      "train.log_interval", "train.max_steps", "train.profile", "train.precision", "train.conv_impl",
+      "train.deterministic", "data.workers", "data.prefetch", "data.strict",
       "eval"};
   return s;
 }

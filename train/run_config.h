@@ -43,7 +43,10 @@ struct TrainConfig {
   int64_t epochs = 100;
   int64_t batch = 256;          // images per step (2 x batch views)
   uint64_t seed = 0;
-  std::string device = "auto";  // auto | cpu | cuda | cuda:k
+  std::string device = "auto";  // auto | cpu | cuda | cuda:k | emu (the emulated test device)
+  std::string precision = "fp32";  // fp32 | tf32 (CUDA convolutions and GEMMs with TF32 inputs) | bf16
+  std::string conv_impl = "cudnn"; // CUDA convolutions: cudnn | ours (our implicit-GEMM kernels)
+  bool deterministic = false;      // CUDA: only deterministic cuDNN engines (bit-identical reruns)
   int threads = 0;              // CPU threads (0: all cores)
   std::string run_dir = "runs/simclr";
   int64_t checkpoint_every = 1; // epochs (0: only at the end)

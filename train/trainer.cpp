@@ -54,6 +54,15 @@ std::string missing_step_ops(DeviceKind kind) {
 }
 }  // namespace
 
+void apply_precision(const TrainConfig& tc, Device device) {
+  SIMCLR_CHECK(tc.precision != "bf16", "train.precision = \"bf16\": the bf16 training step (bf16 activations, fp32 "
+                                       "master weights) is not implemented yet; use fp32 or tf32");
+  if (!device.is_cuda()) return;  // tf32 and the convolution choices concern CUDA only
+  set_cuda_math(tc.precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32);
+  set_cuda_conv_impl(tc.conv_impl == "ours" ? ConvImpl::ours : ConvImpl::cudnn);
+  set_cuda_deterministic(tc.deterministic);
+}
+
 Device resolve_device(const std::string& requested, std::string* note) {
   note->clear();
   if (requested == "cpu") return Device::cpu();
@@ -190,6 +199,7 @@ TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
   check_run_paths(cfg_);
   std::string note;
   device_ = resolve_device(tc_.device, &note);
+  apply_precision(tc_, device_);
   if (!note.empty()) log_.say("note: %s\n", note.c_str());
   const int threads = set_compute_threads(tc_.threads);
   tune_host_allocator();

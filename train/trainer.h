@@ -47,10 +47,14 @@ void tune_host_allocator();
 // Sets OpenMP and OpenBLAS threads (0: all cores). Returns the count used.
 int set_compute_threads(int threads);
 
-// The device training runs on, with a note when it differs from the request
-// (device "auto" with a GPU present: the CUDA backend does not cover the whole
-// model yet, so training runs on the CPU and the note says so).
+// The device training runs on (train.device), with a note saying which and
+// why: "auto" takes GPU 0 when one is usable and the CUDA backend has every op
+// of the step, else the CPU; "cuda[:k]" without a usable GPU, or "emu" in a
+// build without the emulator, is an error naming the reason.
 Device resolve_device(const std::string& requested, std::string* note);
+// train.precision / conv_impl / deterministic for the CUDA backend (engine/device.h);
+// bf16 is refused until the bf16 step exists.
+void apply_precision(const TrainConfig& tc, Device device);
 
 // Test seams of train(), called at fixed points of the loop; empty ones cost nothing.
 //   step: the global step (steps done since the start of the run);

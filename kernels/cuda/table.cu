@@ -140,18 +140,12 @@ constexpr KernelRow kRows[] = {
     kernel_row(max_pool2d_k<::simclr::bf16>),
     kernel_row(global_avg_pool_k<float>),
     kernel_row(global_avg_pool_k<::simclr::bf16>),
-    // ---- conv2d + linear, our kernels (h3). The emulated build's rows only: there they are the
-    // CUDA backend's convolution and linear (the training step runs on an emulated device). In the
-    // real build these ops are cuDNN / cuBLASLt's rows, and ours are reached through the launchers
-    // (kernels/conv2d.h, kernels/elementwise.h: *_ours; train.conv_impl = ours). A real-build row
-    // would also need dev rows in tests/op_table_cases.h (tests/test_op_table.cpp checks that every
-    // (op, dtype) supports(cuda, ...) claims has one), which need a generic dev-mode runner.
-#ifdef SIMCLR_EMU
+    // ---- conv2d + linear, our kernels (h3): the emulated build's convolution and linear (where
+    // the real build calls cuDNN / cuBLASLt, the emulator has no such library).
     kernel_row(conv2d_ours_k<float>),
     kernel_row(conv2d_ours_k<::simclr::bf16>),
     kernel_row(linear_ours_k<float>),
     kernel_row(linear_ours_k<::simclr::bf16>),
-#endif
 };
 
 }  // namespace

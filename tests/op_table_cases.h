@@ -170,7 +170,7 @@ inline constexpr Tol kDevBf16MaxPool{0x1p-8, 1.2e-2,
                                      "forward: the winner, rounded once (2^-8; the row's inputs stay distinct in "
                                      "bf16: spacing 2/numel > 2^-8, the bf16 spacing below 1); backward: rounded "
                                      "cotangents (2^-8 each) gathered in f32 and stored (2^-8): 2^-8(Σ|dy| + |dx|), "
-                                     "normwise <= 3·2^-8 (observed <= 3.1e-3)"};
+                                     "normwise <= 3·2^-8 (observed <= 4.2e-3)"};
 inline constexpr Tol kDevBf16Add{1.1e-2, 4e-3,
                                  "a, b rounded to bf16 (2^-8 each), a+b in f32, rounded at the store (2^-8): "
                                  "<= 2^-8(|a|+|b|+|a+b|), normwise against max|a+b| (~1.5-2, |a|,|b| <= 1): "

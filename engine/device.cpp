@@ -114,7 +114,7 @@ std::shared_ptr<Storage> allocate_storage(size_t bytes, Device device) {
   s->bytes = bytes;
   s->device = device;
   if (bytes == 0) return s;
-  if (device.is_cpu()) {
+  if (device.host_memory()) {  // cpu, and the emulated device (engine/dtype.h)
     if (g_debug.load(std::memory_order_relaxed)) {
       s->ptr = debug_alloc(bytes);
     } else {
@@ -139,7 +139,7 @@ std::shared_ptr<Storage> allocate_storage(size_t bytes, Device device) {
 
 void free_storage(Storage& s) {
   if (!s.ptr) return;
-  if (s.device.is_cpu()) {
+  if (s.device.host_memory()) {
     if (!debug_free(s.ptr)) std::free(s.ptr);
     g_live -= s.bytes;
   } else {
@@ -159,7 +159,7 @@ AllocStats cpu_alloc_stats() { return {g_live.load(), g_peak.load(), g_count.loa
 
 void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) {
   if (bytes == 0) return;
-  if (dd.is_cpu() && sd.is_cpu()) {
+  if (dd.host_memory() && sd.host_memory()) {
     std::memmove(dst, src, bytes);
     return;
   }
@@ -172,7 +172,7 @@ void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) 
 
 void fill_bytes_zero(void* dst, Device dev, size_t bytes) {
   if (bytes == 0) return;
-  if (dev.is_cpu()) {
+  if (dev.host_memory()) {
     std::memset(dst, 0, bytes);
     return;
   }

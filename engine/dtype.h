@@ -59,18 +59,29 @@ template <> struct dtype_of<uint8_t> { static constexpr DType value = DType::u8;
 template <> struct dtype_of<int32_t> { static constexpr DType value = DType::i32; };
 template <> struct dtype_of<int64_t> { static constexpr DType value = DType::i64; };
 
-enum class DeviceKind : uint8_t { cpu, cuda };
+// emu: a test device. Its memory is host memory, but every op on it runs the
+// CUDA backend's own code (kernels/cuda/table.cu's rows, launchers, streams)
+// through the kernel emulator (kernels/emu), and host access through
+// Tensor::data<T>() is refused as on a GPU. It exists so that the CUDA code
+// path of a whole training step runs in CI without a GPU; it is slow.
+enum class DeviceKind : uint8_t { cpu, cuda, emu };
 
 struct Device {
   DeviceKind kind = DeviceKind::cpu;
   int index = 0;
   static Device cpu() { return {DeviceKind::cpu, 0}; }
   static Device cuda(int k = 0) { return {DeviceKind::cuda, k}; }
+  static Device emu() { return {DeviceKind::emu, 0}; }
   bool is_cpu() const { return kind == DeviceKind::cpu; }
   bool is_cuda() const { return kind == DeviceKind::cuda; }
+  bool is_emu() const { return kind == DeviceKind::emu; }
+  // The CUDA backend's code runs on it (a GPU, or the emulated device).
+  bool runs_cuda_code() const { return kind != DeviceKind::cpu; }
+  // Its memory is host memory (cpu, emu).
+  bool host_memory() const { return kind != DeviceKind::cuda; }
   bool operator==(const Device& o) const { return kind == o.kind && index == o.index; }
-  std::string str() const;  // "cpu" or "cuda:k"
-  static Device parse(const std::string& s);  // "cpu", "cuda", "cuda:1"
+  std::string str() const;  // "cpu", "cuda:k" or "emu"
+  static Device parse(const std::string& s);  // "cpu", "cuda", "cuda:1", "emu"
 };
 
 }  // namespace simclr

@@ -27,6 +27,25 @@ void ParamStore::materialize(Device device) {
   values_ = Tensor::zeros({nt}, DType::f32, device);
   grads_ = Tensor::zeros({nt}, DType::f32, device);
   buffers_ = Tensor::zeros({nb}, DType::f32, device);
+  bind_views();
+  materialized_ = true;
+}
+
+void ParamStore::to(Device device) {
+  SIMCLR_CHECK(materialized_, "ParamStore::to(", device.str(), ") before materialize()");
+  if (values_.device() == device) return;
+  values_ = values_.to(device);
+  grads_ = grads_.to(device);
+  buffers_ = buffers_.to(device);
+  bind_views();
+}
+
+Device ParamStore::device() const {
+  SIMCLR_CHECK(materialized_, "ParamStore::device() before materialize()");
+  return values_.device();
+}
+
+void ParamStore::bind_views() {
   int64_t ot = 0, ob = 0;
   for (Param& p : params_) {
     int64_t n = p.shape.numel();
@@ -42,7 +61,6 @@ void ParamStore::materialize(Device device) {
       ob += n;
     }
   }
-  materialized_ = true;
 }
 
 const Param* ParamStore::find(const std::string& name) const {

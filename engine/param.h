@@ -46,6 +46,11 @@ class ParamStore {
   // slot bound to its gradient view, so backward accumulates in place.
   void materialize(Device device = Device::cpu());
   bool materialized() const { return materialized_; }
+  // Moves the three buffers to `device` (a copy; values, gradients and buffers
+  // keep their contents) and rebinds every parameter's views: parameter
+  // tensors taken before the call keep pointing at the old buffers.
+  void to(Device device);
+  Device device() const;
 
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }
@@ -65,6 +70,7 @@ class ParamStore {
 
  private:
   std::vector<Param> params_;
+  void bind_views();
   Tensor values_, grads_, buffers_;
   bool materialized_ = false;
 };

@@ -98,11 +98,13 @@ f16::operator float() const {
 }
 
 std::string Device::str() const {
+  if (is_emu()) return "emu";
   return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index);
 }
 
 Device Device::parse(const std::string& s) {
   if (s == "cpu") return cpu();
+  if (s == "emu") return emu();
   if (s == "cuda" || s == "gpu") return cuda(0);
   if (s.rfind("cuda:", 0) == 0) {
     try {
@@ -112,7 +114,7 @@ Device Device::parse(const std::string& s) {
     } catch (...) {
     }
   }
-  fail("unknown device '", s, "' (expected cpu, cuda or cuda:K)");
+  fail("unknown device '", s, "' (expected cpu, cuda, cuda:K or emu)");
 }
 
 // ------------------------------------------------------------------ Shape

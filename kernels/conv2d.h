@@ -38,7 +38,11 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/dtype.h"
 #include "engine/op_table.h"
+
+struct CUstream_st;
+typedef struct CUstream_st* cudaStream_t;
 
 namespace simclr {
 
@@ -100,3 +104,33 @@ void conv2d_backward_fast(float* dx, bool dx_accumulate, float* dw, const float*
 std::string conv2d_fast_info(const Conv2dShape& s);
 
 }  // namespace simclr::cpu
+
+// ---- our CUDA kernels (kernels/cuda/conv2d.cu; also run under the kernel
+// emulator): implicit GEMM with 64x64 output tiles, a K loop over 16, fp32
+// accumulation and one rounding at the store (bf16: bf16 operands, fp32 sums).
+//   forward         y[P,O] = col(x)[P,K] · w[O,K]ᵀ                (P = N·Ho·Wo)
+//   backward data   dx[N·H·W, C] = Σ_{kh,kw,o} dy[n, (h+p-kh)/s, (w+p-kw)/s, o] · w[o,kh,kw,c]
+//                   (taps that do not land on an output pixel read 0; each dx
+//                   element is written once: no scatter, no atomics)
+//   backward filter dw[O,K] += dyᵀ[O,P] · col(x)[P,K]; the sum over P is cut
+//                   into `ksplit` fixed ranges whose fp32 partials go to a
+//                   workspace (cudaMallocAsync on the stream) and are added in
+//                   split order by a second kernel: deterministic, and the same
+//                   result for a given (shape, ksplit). ksplit = 0: automatic
+//                   (conv2d_ours_resolve_ksplit, a function of the shape only).
+// Device pointers (host memory under the emulator); the contract of
+// Conv2dKernels<T> (dw +=; dx += when dx_accumulate else =; either may be null).
+#define SIMCLR_CONV2D_OURS_LAUNCHERS                                                                              \
+  int conv2d_ours_resolve_ksplit(int ksplit, const ::simclr::Conv2dShape& s);                                    \
+  void conv2d_forward_ours(float* y, const float* x, const float* w, const ::simclr::Conv2dShape& s,             \
+                           cudaStream_t stream);                                                                 \
+  void conv2d_forward_ours(::simclr::bf16* y, const ::simclr::bf16* x, const ::simclr::bf16* w,                  \
+                           const ::simclr::Conv2dShape& s, cudaStream_t stream);                                 \
+  void conv2d_backward_ours(float* dx, bool dx_accumulate, float* dw, const float* dy, const float* x,           \
+                            const float* w, const ::simclr::Conv2dShape& s, int ksplit, cudaStream_t stream);    \
+  void conv2d_backward_ours(::simclr::bf16* dx, bool dx_accumulate, ::simclr::bf16* dw,                          \
+                            const ::simclr::bf16* dy, const ::simclr::bf16* x, const ::simclr::bf16* w,          \
+                            const ::simclr::Conv2dShape& s, int ksplit, cudaStream_t stream);
+
+namespace simclr::gpu { SIMCLR_CONV2D_OURS_LAUNCHERS }
+namespace simclr::emu { SIMCLR_CONV2D_OURS_LAUNCHERS }

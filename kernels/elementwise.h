@@ -14,7 +14,11 @@
 #pragma once
 #include <cstdint>
 
+#include "engine/dtype.h"
 #include "engine/op_table.h"
+
+struct CUstream_st;
+typedef struct CUstream_st* cudaStream_t;
 
 namespace simclr {
 
@@ -106,3 +110,27 @@ template <class T>
 void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t N, int64_t I, int64_t O);
 
 }  // namespace simclr::cpu
+
+// ---- our CUDA kernels for linear (kernels/cuda/gemm.cu; also run under the
+// kernel emulator): tiled GEMM, 64x64 output tiles, K loop over 16, fp32
+// accumulation, one rounding at the store (bf16: bf16 operands, fp32 sums).
+// The contract of LinearKernels<T> / cpu::linear_forward / linear_backward:
+// y = x wᵀ + b (b may be null); dx += dy w, dw += dyᵀ x, db += Σ_n dy (each
+// may be null). dw's sum over N is cut into `ksplit` fixed ranges (fp32
+// partials in a cudaMallocAsync workspace, added in split order: deterministic);
+// ksplit = 0: automatic (linear_ours_resolve_ksplit, a function of the shape).
+// db: one thread per output column summing over n in order.
+#define SIMCLR_LINEAR_OURS_LAUNCHERS                                                                              \
+  int linear_ours_resolve_ksplit(int ksplit, int64_t N, int64_t I, int64_t O);                                   \
+  void linear_forward_ours(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t I,        \
+                           int64_t O, cudaStream_t stream);                                                      \
+  void linear_forward_ours(::simclr::bf16* y, const ::simclr::bf16* x, const ::simclr::bf16* w,                  \
+                           const ::simclr::bf16* b, int64_t N, int64_t I, int64_t O, cudaStream_t stream);       \
+  void linear_backward_ours(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,     \
+                            int64_t N, int64_t I, int64_t O, int ksplit, cudaStream_t stream);                   \
+  void linear_backward_ours(::simclr::bf16* dx, ::simclr::bf16* dw, ::simclr::bf16* db,                          \
+                            const ::simclr::bf16* dy, const ::simclr::bf16* x, const ::simclr::bf16* w,          \
+                            int64_t N, int64_t I, int64_t O, int ksplit, cudaStream_t stream);
+
+namespace simclr::gpu { SIMCLR_LINEAR_OURS_LAUNCHERS }
+namespace simclr::emu { SIMCLR_LINEAR_OURS_LAUNCHERS }

@@ -12,8 +12,22 @@ std::span<const KernelRow> kernel_table(DeviceKind backend) {
   switch (backend) {
     case DeviceKind::cpu: return cpu_kernel_table();
     case DeviceKind::cuda: return cuda_kernel_table();
+    case DeviceKind::emu:
+#ifdef SIMCLR_HAVE_EMU
+      return emu::kernel_table();
+#else
+      return {};
+#endif
   }
   return {};
+}
+
+bool emulator_built() {
+#ifdef SIMCLR_HAVE_EMU
+  return true;
+#else
+  return false;
+#endif
 }
 
 namespace {
@@ -26,15 +40,22 @@ const KernelRow* find_row(DeviceKind backend, Op op, DType dtype) {
 
 bool supports(DeviceKind backend, Op op, DType dtype) { return find_row(backend, op, dtype) != nullptr; }
 
+namespace {
+[[noreturn]] void fail_unsupported(Op op, Device device, DType dtype) {
+  if (device.is_emu() && !emulator_built())
+    fail("op ", op_name(op), " on the emulated device: this build has no kernel emulator (configured with "
+         "-DSIMCLR_EMU=OFF or without the CUDA toolkit's headers)");
+  fail("op ", op_name(op), " is not supported on ", device.str(), " for dtype ", dtype_name(dtype));
+}
+}  // namespace
+
 void check_supported(Op op, Device device, DType dtype) {
-  SIMCLR_CHECK(supports(device.kind, op, dtype), "op ", op_name(op), " is not supported on ", device.str(),
-               " for dtype ", dtype_name(dtype));
+  if (!supports(device.kind, op, dtype)) fail_unsupported(op, device, dtype);
 }
 
 const void* find_kernels(Op op, Device device, DType dtype) {
   const KernelRow* r = find_row(device.kind, op, dtype);
-  SIMCLR_CHECK(r != nullptr, "op ", op_name(op), " is not supported on ", device.str(), " for dtype ",
-               dtype_name(dtype));
+  if (r == nullptr) fail_unsupported(op, device, dtype);
   return r->kernels;
 }
 

@@ -81,7 +81,11 @@ namespace emu {
 std::span<const KernelRow> kernel_table();
 }
 
+// The table of a device kind: cpu -> the CPU backend, cuda -> the CUDA backend,
+// emu -> the CUDA backend's rows built for the emulator (empty without it).
 std::span<const KernelRow> kernel_table(DeviceKind backend);
+// True when this build has the kernel emulator (the emulated device works).
+bool emulator_built();
 
 // The truth about what runs where: true when `backend`'s table has a row for (op, dtype).
 bool supports(DeviceKind backend, Op op, DType dtype);

@@ -68,6 +68,8 @@ class ResNet {
   Tensor forward(const Tensor& x, bool training, Communicator* comm = nullptr);
 
   int64_t feature_dim() const { return feature_dim_; }
+  // Where its parameters live (inputs of forward() must be there too).
+  Device device() const { return store_->device(); }
   const ResNetConfig& config() const { return cfg_; }
   // "resnet18", ...
   std::string arch_name() const { return "resnet" + std::to_string(cfg_.depth); }

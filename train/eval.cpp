@@ -52,7 +52,10 @@ FeatureSet encoder_features(ResNet& encoder, std::shared_ptr<const Dataset> ds, 
   NoGrad ng;
   return collect(
       ds, dc, batch, encoder.feature_dim(),
-      [&](const Tensor& views) { return encoder.forward(views, /*training=*/false); }, progress);
+      [&](const Tensor& views) {
+        return encoder.forward(views.to(encoder.device()), /*training=*/false).to(Device::cpu());
+      },
+      progress);
 }
 
 FeatureSet pixel_features(std::shared_ptr<const Dataset> ds, const DataConfig& dc, int64_t batch) {

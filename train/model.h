@@ -16,8 +16,10 @@ struct SimclrModel {
   std::unique_ptr<ResNet> encoder;
   std::unique_ptr<ProjectionHead> head;  // null when built without the head
   SimclrModel(const ResNetConfig& model, const HeadConfig* head_cfg);
-  // Deterministic init of every parameter and buffer from seed.
+  // Deterministic init of every parameter and buffer from seed (on the CPU).
   void init(uint64_t seed);
+  // Moves parameters, gradients and buffers to `device` (before the optimiser is made).
+  void to(Device device) { store.to(device); }
 };
 
 // Describes the model for checkpoints and manifests.

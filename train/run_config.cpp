@@ -79,7 +79,8 @@ RunConfig parse_run_config(const json& root) {
     try {
       (void)Device::parse(tc.device);
     } catch (const Error&) {
-      fail("config: 'train.device' = \"", tc.device, "\" is not one of: auto, cpu, cuda, cuda:<k>");
+      fail("config: 'train.device' = \"", tc.device,
+           "\" is not one of: auto, cpu, cuda, cuda:<k>, emu (the emulated test device)");
     }
   }
   tc.threads = static_cast<int>(t.get_int("threads", 0, 0, 1024));

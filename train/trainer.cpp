@@ -16,6 +16,7 @@
 #include "engine/device.h"
 #include "engine/fileio.h"
 #include "engine/profile.h"
+#include "kernels/registry.h"
 #include "optim/schedule.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
@@ -42,23 +43,49 @@ int set_compute_threads(int threads) {
   return n;
 }
 
+namespace {
+// The ops of a SimCLR training step in f32: the device must have every one.
+std::string missing_step_ops(DeviceKind kind) {
+  std::string missing;
+  for (Op op : {Op::conv2d, Op::batch_norm, Op::relu, Op::add_relu, Op::max_pool2d, Op::global_avg_pool,
+                Op::linear, Op::l2_normalize, Op::ntxent, Op::sum_product, Op::mean, Op::scale, Op::add})
+    if (!supports(kind, op, DType::f32)) missing += std::string(missing.empty() ? "" : ", ") + op_name(op);
+  return missing;
+}
+}  // namespace
+
 Device resolve_device(const std::string& requested, std::string* note) {
   note->clear();
   if (requested == "cpu") return Device::cpu();
+  if (requested == "emu") {
+    SIMCLR_CHECK(emulator_built(), "train.device = \"emu\" but this build has no kernel emulator (configured with "
+                                   "-DSIMCLR_EMU=OFF or without the CUDA toolkit's headers)");
+    const std::string missing = missing_step_ops(DeviceKind::emu);
+    SIMCLR_CHECK(missing.empty(), "train.device = \"emu\": the CUDA backend has no kernels yet for: ", missing);
+    *note = "train.device = \"emu\": the CUDA backend's own code (tables, launchers, kernels) runs on the CPU "
+            "through the kernel emulator. It is a test device, hundreds of times slower than the CPU backend";
+    return Device::emu();
+  }
   const bool gpu = cuda_available();
+  const std::string missing = missing_step_ops(DeviceKind::cuda);
   if (requested == "auto") {
-    if (gpu)
-      *note = "a GPU is present (" + cuda_device_name(0) +
-              ") but the CUDA backend does not cover the whole model yet: training runs on the CPU for now";
-    return Device::cpu();
+    if (!gpu) return Device::cpu();
+    if (!missing.empty()) {
+      *note = "a GPU is present (" + cuda_device_name(0) + ") but the CUDA backend has no kernels for " + missing +
+              ": training runs on the CPU";
+      return Device::cpu();
+    }
+    *note = "training on GPU 0 (" + cuda_device_name(0) + "); train.device = \"cpu\" trains on the CPU";
+    return Device::cuda(0);
   }
   Device d = Device::parse(requested);
   SIMCLR_CHECK(gpu, "train.device = \"", requested, "\" but no GPU is usable: ", cuda_unavailable_reason());
   SIMCLR_CHECK(d.index < cuda_device_count(), "train.device = \"", requested, "\" but only ", cuda_device_count(),
                " GPU(s) are present");
-  *note = "train.device = \"" + requested +
-          "\": the CUDA backend does not cover the whole model yet, training runs on the CPU for now";
-  return Device::cpu();
+  SIMCLR_CHECK(missing.empty(), "train.device = \"", requested, "\": the CUDA backend has no kernels yet for: ",
+               missing);
+  *note = "training on " + d.str() + " (" + cuda_device_name(d.index) + ")";
+  return d;
 }
 
 namespace {
@@ -148,6 +175,7 @@ class TrainRun {
   int64_t spe_ = 0, total_ = 0, warmup_ = 0;
   double peak_ = 0;
   Schedule sched_;
+  Device device_;  // where the model trains (train.device)
   std::unique_ptr<SimclrModel> model_;
   std::unique_ptr<Optimizer> optim_;
   json prev_metrics_ = json::object();  // what the next checkpoint's "metrics" holds
@@ -161,8 +189,7 @@ TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
     : cfg_(cfg), tc_(cfg.train), opt_(opt), log_(cfg.train.run_dir, opt.out, opt.tty, comm_.rank() == 0) {
   check_run_paths(cfg_);
   std::string note;
-  Device device = resolve_device(tc_.device, &note);
-  (void)device;
+  device_ = resolve_device(tc_.device, &note);
   if (!note.empty()) log_.say("note: %s\n", note.c_str());
   const int threads = set_compute_threads(tc_.threads);
   tune_host_allocator();
@@ -224,6 +251,7 @@ void TrainRun::open_data() {
 void TrainRun::build_model() {
   model_ = std::make_unique<SimclrModel>(cfg_.model, &cfg_.head);
   model_->init(tc_.seed);
+  model_->to(device_);
   optim_ = make_optimizer(cfg_.optimizer, model_->store);
 }
 
@@ -251,12 +279,12 @@ void TrainRun::print_header(int threads) {
   for (const Param& p : model_->store.params())
     if (p.trainable() && !(p.flags & kIsHead)) nparams += static_cast<size_t>(p.shape.numel());
   log_.say("simclr train: %s width %g (%s stem), %.2fM encoder params, %s; %lld images, batch %lld (%lld views), "
-           "%lld steps/epoch x %lld epochs, %s peak lr %g, warm-up %lld steps, tau %g; CPU, %d threads; run dir %s\n",
+           "%lld steps/epoch x %lld epochs, %s peak lr %g, warm-up %lld steps, tau %g; %s, %d CPU threads; run dir %s\n",
            model_->encoder->arch_name().c_str(), cfg_.model.width, cfg_.model.stem.c_str(), nparams / 1e6,
            train_ds_->describe().c_str(), static_cast<long long>(train_ds_->size()), static_cast<long long>(tc_.batch),
            static_cast<long long>(2 * tc_.batch), static_cast<long long>(spe_), static_cast<long long>(tc_.epochs),
-           cfg_.optimizer.name.c_str(), peak_, static_cast<long long>(warmup_), cfg_.temperature, threads,
-           tc_.run_dir.c_str());
+           cfg_.optimizer.name.c_str(), peak_, static_cast<long long>(warmup_), cfg_.temperature,
+           device_.is_cpu() ? "CPU" : device_.str().c_str(), threads, tc_.run_dir.c_str());
 }
 
 Batch TrainRun::next_batch() {
@@ -273,7 +301,7 @@ StepResult TrainRun::step_once(const Batch& batch) {
   lr_ = sched_.lr(step);
   LossFilter filter;
   if (opt_.callbacks.loss_filter) filter = [this](double loss) { return opt_.callbacks.loss_filter(step, loss); };
-  return train_step(batch.views, *model_, *optim_, lr_, cfg_.temperature, &comm_, filter);
+  return train_step(batch.views.to(device_), *model_, *optim_, lr_, cfg_.temperature, &comm_, filter);
 }
 
 void TrainRun::stop_non_finite(double loss) {

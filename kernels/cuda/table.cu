@@ -16,6 +16,8 @@
 #include <type_traits>
 
 #include "kernels/batchnorm.h"
+#include "kernels/conv2d.h"
+#include "kernels/elementwise.h"
 #include "kernels/norm_loss.h"
 #include "kernels/ntxent.h"
 #include "kernels/registry.h"
@@ -126,6 +128,28 @@ constexpr CrossEntropyKernels<T> cross_entropy_k{
     .i32 = {&ce_check_labels<int32_t>, &ce_forward<T, int32_t>, &ce_backward<T, int32_t>},
     .i64 = {&ce_check_labels<int64_t>, &ce_forward<T, int64_t>, &ce_backward<T, int64_t>}};
 // ---- end batchnorm + norm_loss (h2)
+// ---- conv2d + linear, our kernels (h3): kernels/cuda/conv2d.cu, gemm.cu (automatic split-K)
+template <class T>
+void conv2d_fwd_ours(T* y, const T* x, const T* w, const Conv2dShape& s) {
+  conv2d_forward_ours(y, x, w, s, static_cast<cudaStream_t>(current_stream()));
+}
+template <class T>
+void conv2d_bwd_ours(T* dx, bool dx_accumulate, T* dw, const T* dy, const T* x, const T* w, const Conv2dShape& s) {
+  conv2d_backward_ours(dx, dx_accumulate, dw, dy, x, w, s, 0, static_cast<cudaStream_t>(current_stream()));
+}
+template <class T>
+void linear_fwd_ours(T* y, const T* x, const T* w, const T* b, int64_t N, int64_t I, int64_t O) {
+  linear_forward_ours(y, x, w, b, N, I, O, static_cast<cudaStream_t>(current_stream()));
+}
+template <class T>
+void linear_bwd_ours(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t N, int64_t I, int64_t O) {
+  linear_backward_ours(dx, dw, db, dy, x, w, N, I, O, 0, static_cast<cudaStream_t>(current_stream()));
+}
+template <class T>
+constexpr Conv2dKernels<T> conv2d_ours_k{&conv2d_fwd_ours<T>, &conv2d_bwd_ours<T>};
+template <class T>
+constexpr LinearKernels<T> linear_ours_k{&linear_fwd_ours<T>, &linear_bwd_ours<T>};
+// ---- end conv2d + linear (h3)
 
 constexpr KernelRow kRows[] = {
     kernel_row(ntxent_k<float>),
@@ -137,6 +161,18 @@ constexpr KernelRow kRows[] = {
     kernel_row(l2_normalize_k<::simclr::bf16>),
     kernel_row(cross_entropy_k<float>),
     kernel_row(cross_entropy_k<::simclr::bf16>),
+    // ---- conv2d + linear, our kernels (h3). The emulated build's rows only: there they are the
+    // CUDA backend's convolution and linear (the training step runs on an emulated device). In the
+    // real build these ops are cuDNN / cuBLASLt's rows, and ours are reached through the launchers
+    // (kernels/conv2d.h, kernels/elementwise.h: *_ours; train.conv_impl = ours). A real-build row
+    // would also need dev rows in tests/op_table_cases.h (tests/test_op_table.cpp checks that every
+    // (op, dtype) supports(cuda, ...) claims has one), which need a generic dev-mode runner.
+#ifdef SIMCLR_EMU
+    kernel_row(conv2d_ours_k<float>),
+    kernel_row(conv2d_ours_k<::simclr::bf16>),
+    kernel_row(linear_ours_k<float>),
+    kernel_row(linear_ours_k<::simclr::bf16>),
+#endif
 };
 
 }  // namespace

@@ -1,16 +1,26 @@
 // tests/emu/test_op_table_emu.cpp - mode (c) of the op table
 // (tests/op_table_cases.h): every row with a `dev` tolerance that the
 // emulator runs (not the GPU-only sizes) executes its CUDA kernel under the
-// emulator and is compared with the float64 CPU reference, in guarded,
-// NaN-poisoned buffers (tests/ntxent_case.h, tests/guarded.h), with the CPU
-// allocator's debug mode on. NTXENT_EMU_VERBOSE=1 prints every row's errors.
+// emulator and is compared with the float64 CPU reference.
+//   - NT-Xent kernel rows: the fused kernels called directly, in guarded,
+//     NaN-poisoned buffers (tests/ntxent_case.h, tests/guarded.h);
+//     NTXENT_EMU_VERBOSE=1 prints every row's errors.
+//   - every other row: the OP itself on the emulated device (engine/dtype.h
+//     Device::emu(): the CUDA backend's table, wrappers, launchers and kernels
+//     running on the CPU), forward and backward, against the op in float64 on
+//     the CPU (tests/op_table_run.h). The emulated device's memory comes from
+//     the CPU allocator, whose debug mode is on: every new block NaN-filled
+//     (an element a kernel forgets to write reads as NaN) and guard bytes
+//     around it checked after every run. OP_TABLE_VERBOSE=1 prints the errors.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
 
 #include "engine/device.h"
 #include "kernels/ntxent.h"
+#include "kernels/registry.h"
 #include "tests/ntxent_case.h"
+#include "tests/op_table_run.h"
 
 using namespace simclr;
 
@@ -32,4 +42,26 @@ TEST_CASE("op table (c): bf16 CUDA kernels under the emulator match the CPU refe
 
 TEST_CASE("op table (c): fp32 CUDA kernels under the emulator match the CPU reference", "[emu][optable]") {
   run_rows(DType::f32);
+}
+
+TEST_CASE("op table (c): ops on the emulated device match the float64 CPU reference", "[emu][optable]") {
+  int ran = 0;
+  test::for_rows(&test::OpCase::dev, [&](const test::OpCase& c, uint64_t seed) {
+    if (c.op == Op::ntxent || !c.opt.emulate) return;  // NT-Xent kernel rows: above
+    // A dev tolerance claims that the CUDA backend has the op in this dtype.
+    REQUIRE(supports(DeviceKind::emu, c.op, c.dtype));
+    const test::Inputs in = test::make_inputs(c, seed), dev = test::convert(in, c.dtype, Device::emu());
+    auto f64 = [&](const std::vector<Tensor>& d) { return test::apply(c, d, in); };
+    auto fdev = [&](const std::vector<Tensor>& d) {
+      Tensor y = test::apply(c, d, dev);
+      CHECK(y.device() == Device::emu());
+      return y;
+    };
+    const test::Run r = test::compare(c, "dev", c.dev, seed, fdev, dev, f64, in);
+    CHECK(r.y.dtype() == c.dtype);
+    ran++;
+  });
+  // Every op of the SimCLR step has rows here once its CUDA twin exists
+  // (tests/test_op_table.cpp checks that each supported (op, dtype) has one).
+  CHECK(ran > 0);
 }

@@ -79,15 +79,15 @@ void check_ntxent_row(int64_t V, int64_t D, double tau, int64_t r0, int64_t r1, 
 
 TEST_CASE("emu table: the CUDA backend's rows, NT-Xent through the shared contract", "[emu][table]") {
   const auto rows = emu::kernel_table();
-  REQUIRE(rows.size() >= 2);  // NT-Xent first; the other ops' rows follow (their own tests)
+  REQUIRE(rows.size() >= 2);  // NT-Xent first; conv2d/linear: test_conv_gemm_emu.cpp; BN, L2, CE: test_bn_norm_emu.cpp
   CHECK(rows[0].op == Op::ntxent);
   CHECK(rows[0].dtype == DType::f32);
   CHECK(rows[1].op == Op::ntxent);
   CHECK(rows[1].dtype == DType::bf16);
 #ifdef SIMCLR_WITH_CUDA
   const auto real = gpu::kernel_table();  // the same source, compiled by nvcc
-  REQUIRE(real.size() == rows.size());
-  for (size_t i = 0; i < rows.size(); i++) {
+  REQUIRE(real.size() <= rows.size());  // the emulated build adds our conv2d/linear rows (kernels/cuda/table.cu)
+  for (size_t i = 0; i < real.size(); i++) {
     CHECK(real[i].op == rows[i].op);
     CHECK(real[i].dtype == rows[i].dtype);
   }

@@ -79,7 +79,7 @@ void check_ntxent_row(int64_t V, int64_t D, double tau, int64_t r0, int64_t r1, 
 
 TEST_CASE("emu table: the CUDA backend's rows, NT-Xent through the shared contract", "[emu][table]") {
   const auto rows = emu::kernel_table();
-  REQUIRE(rows.size() >= 2);  // NT-Xent first; the conv2d/linear rows: test_conv_gemm_emu.cpp
+  REQUIRE(rows.size() >= 2);  // NT-Xent first; conv2d/linear: test_conv_gemm_emu.cpp; BN, L2, CE: test_bn_norm_emu.cpp
   CHECK(rows[0].op == Op::ntxent);
   CHECK(rows[0].dtype == DType::f32);
   CHECK(rows[1].op == Op::ntxent);

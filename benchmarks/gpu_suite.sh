@@ -3,9 +3,16 @@
 #
 # On a GPU machine with no network (CUDA toolkit, maybe PyTorch, but probably
 # none of setup.sh's Debian -dev packages) it configures and builds the
-# project with CUDA, runs gpu_tests and kernel_emu_tests, bench_ntxent --check
-# at several sizes, the memory target, the 2N sweep and the PyTorch comparison.
-# Every log goes under $OUT; $OUT/summary.txt lists each step and its status.
+# project with CUDA, then runs, in order of value: the op test table on the
+# GPU, the whole SimCLR step on the GPU against the CPU, the rest of
+# gpu_tests, compute-sanitizer memcheck on a short test, the training-step
+# benchmark against PyTorch on the same GPU (ResNet-18 CIFAR stem at 32^2,
+# ResNet-50 at 224^2), then the NT-Xent checks and benchmarks. Every log goes
+# under $OUT as it is written; $OUT/summary.txt lists each step and its
+# status, so a run cut off by the device window still reports what ran.
+# `all` is sized for ONE call of at most 9 minutes (SUITE_BUDGET_S, default
+# 500 s of the suite's own time): a step that would start after the budget is
+# recorded as "skipped: out of time" instead of run.
 #
 #   benchmarks/gpu_suite.sh bundle [DIR]
 #       Run HERE (a Debian machine where ./setup.sh has run): copies what the
@@ -16,7 +23,7 @@
 #       (OpenBLAS-OpenMP + libgfortran/libquadmath, Boost.Context, zlib;
 #       glibc >= 2.34). Carry DIR to the GPU machine.
 #   benchmarks/gpu_suite.sh [STAGE]          (on the GPU machine)
-#       STAGE: check | configure | build | test | bench | compare | all (default all).
+#       STAGE: check | configure | build | test | stepbench | bench | compare | all (default all).
 #       check: report the toolchain and every dependency (found where / MISSING);
 #       every other stage runs check first and stops if something required is
 #       missing. Stages can run as separate commands: the build directory stays.
@@ -31,6 +38,8 @@
 #   QUICK=1               bench: skip the fp32 sweep and the ksplit scan; compare: 8192 only
 #   COMPARE_SIZES         2N values of the compare stage  (default "8192 32768 131072")
 #   ALLOW_NO_GPU=1        check/configure/build without a GPU (to try the carried prefix)
+#   SUITE_BUDGET_S        seconds after which no new step starts (default 500)
+#   CUDA_ARCHS            architectures to build (default: the GPU's, else 90)
 # Where a dependency is looked for, in order: $SIMCLR_DEVICE_PREFIX, /usr,
 # /usr/local, $CONDA_PREFIX, the CUDA toolkit, and (cuDNN, NCCL) the nvidia-*
 # wheels next to PyTorch.
@@ -81,7 +90,7 @@ fi
 
 case "$stage" in
   check | configure | build | test | bench | compare | all) ;;
-  -h | --help) sed -n '2,36p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,/^set -uo/p' "$0" | grep '^#'; exit 0 ;;
   *) echo "error: unknown stage '$stage' (check|build|test|bench|compare|all|bundle)" >&2; exit 2 ;;
 esac
 
@@ -97,10 +106,16 @@ log="$OUT/suite_${stage}.log"
 exec > >(tee -a "$log") 2>&1
 
 note() { echo "$*" | tee -a "$summary" >/dev/null; echo "$*"; }
-# step NAME LOGFILE CMD...: runs CMD, output to $OUT/LOGFILE (and the console), records the status
+BUDGET="${SUITE_BUDGET_S:-500}"
+# step NAME LOGFILE CMD...: runs CMD, output to $OUT/LOGFILE (and the console), records the status;
+# past the budget it records "skipped: out of time" and returns 0 without running CMD.
 step() {
   local name="$1" file="$2"
   shift 2
+  if [ "$SECONDS" -ge "$BUDGET" ]; then
+    note "$(printf '%-44s skipped: out of time (%ds of %ds used)' "$name" "$SECONDS" "$BUDGET")"
+    return 0
+  fi
   echo "---- $name: $*"
   local t0=$SECONDS
   "$@" 2>&1 | tee "$OUT/$file"
@@ -218,7 +233,8 @@ check_deps() {
     [ -n "$arch" ] && smi="compute capability $arch (from __nvcc_device_query)"
   fi
   report GPU "$([ "${ALLOW_NO_GPU:-0}" = 1 ] && echo no || echo yes)" "$smi" "neither nvidia-smi nor __nvcc_device_query sees a GPU"
-  [ -n "$arch" ] && cmake_args+=("-DSIMCLR_CUDA_ARCHS=$arch")
+  arch="${CUDA_ARCHS:-${arch:-90}}"
+  cmake_args+=("-DSIMCLR_CUDA_ARCHS=$arch")
   v="$("$PYTHON" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>/dev/null || true)"
   report "PyTorch ($PYTHON)" no "$v" "compare stage only"
   v="$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)"
@@ -259,23 +275,54 @@ do_configure() {
 
 do_build() {
   do_configure || return 1
-  local targets=(gpu_tests bench_ntxent bench_lars)
-  grep -q '^kernel_emu_tests:' "$BUILD_DIR/Makefile" 2>/dev/null && targets+=(kernel_emu_tests)
+  # what the GPU run needs; kernel_emu_tests and unit_tests run in CI on every commit
+  local targets=(gpu_tests bench_train_step bench_ntxent bench_lars)
+  [ "${WITH_EMU_TESTS:-0}" = 1 ] && grep -q '^kernel_emu_tests:' "$BUILD_DIR/Makefile" 2>/dev/null && targets+=(kernel_emu_tests)
   step "build ${targets[*]}" build.log cmake --build "$BUILD_DIR" --target "${targets[@]}" -j"$JOBS"
 }
 
+# gpu_tests in order of value: the op table (every CUDA kernel against the CPU reference), the
+# whole step against the CPU step, then everything else; a SKIPPED line means no usable GPU.
 do_test() {
-  local rc=0
-  [ -x "$BUILD_DIR/gpu_tests" ] || { note "gpu_tests not built: run the build stage"; return 1; }
-  step "gpu_tests (all)" gpu_tests.log "$BUILD_DIR/gpu_tests" --durations yes || rc=1
-  if grep -q "SKIPPED:" "$OUT/gpu_tests.log"; then note "gpu_tests: SKIPPED lines found: the GPU was not usable"; rc=1; fi
-  if [ -x "$BUILD_DIR/kernel_emu_tests" ]; then
+  local rc=0 t="$BUILD_DIR/gpu_tests"
+  [ -x "$t" ] || { note "gpu_tests not built: run the build stage"; return 1; }
+  step "gpu_tests: op table on the GPU" gpu_tests_optable.log "$t" "[optable]" --durations yes || rc=1
+  step "gpu_tests: the whole step, GPU vs CPU" gpu_tests_step.log env STEP_EMU_VERBOSE=1 "$t" "[step]" --durations yes || rc=1
+  step "gpu_tests: the rest" gpu_tests_rest.log "$t" "~[optable]~[step]" --durations yes || rc=1
+  if cat "$OUT"/gpu_tests_*.log 2>/dev/null | grep -q "SKIPPED:"; then note "gpu_tests: SKIPPED lines found: the GPU was not usable"; rc=1; fi
+  local cs=""
+  cs="$(command -v compute-sanitizer || true)"
+  [ -z "$cs" ] && [ -x "$cuda_home/bin/compute-sanitizer" ] && cs="$cuda_home/bin/compute-sanitizer"
+  if [ -n "$cs" ]; then
+    step "compute-sanitizer memcheck: device tests" sanitizer_memcheck.log \
+      "$cs" --tool memcheck --error-exitcode 3 --leak-check full "$t" "[device]" || rc=1
+  else
+    note "compute-sanitizer not found: memcheck not run"; rc=1
+  fi
+  if [ "${WITH_EMU_TESTS:-0}" = 1 ] && [ -x "$BUILD_DIR/kernel_emu_tests" ]; then
     for order in forward reverse; do
       step "kernel_emu_tests (EMU_ORDER=$order)" "kernel_emu_tests_$order.log" env EMU_ORDER=$order "$BUILD_DIR/kernel_emu_tests" || rc=1
     done
   else
-    note "kernel_emu_tests not built here (no Boost.Context?): they run in CI on every commit"
+    note "kernel_emu_tests: run in CI on every commit (WITH_EMU_TESTS=1 builds and runs them here too)"
   fi
+  return $rc
+}
+
+# The training step against PyTorch on the same GPU (issue 13's targets):
+# ResNet-18 CIFAR stem 32x32x3, 512 views, fp32 (and ours vs cuDNN convolutions);
+# ResNet-50 at 224x224x3, 512 views, fp32/tf32 against PyTorch eager and AMP bf16.
+do_step_bench() {
+  local rc=0 b="$BUILD_DIR/bench_train_step"
+  [ -x "$b" ] || { note "bench_train_step not built: run the build stage"; return 1; }
+  local r18=(--depth 18 --width 1 --stem cifar --channels 3 --size 32 --views 512)
+  local r50=(--depth 50 --width 1 --stem imagenet --channels 3 --size 224 --views 512)
+  step "step bench: ResNet-18/32 ours (cuDNN)" step_r18_ours.log "$b" "${r18[@]}" --device cuda --steps 20 --warmup 3 || rc=1
+  step "step bench: ResNet-18/32 PyTorch eager" step_r18_torch.log "$PYTHON" "$repo/benchmarks/train_step_torch.py" "${r18[@]}" --device cuda --steps 20 --warmup 3 || rc=1
+  step "step bench: ResNet-18/32 ours (our convs)" step_r18_ourconv.log "$b" "${r18[@]}" --device cuda --conv-impl ours --steps 10 --warmup 2 --no-profile || rc=1
+  step "step bench: ResNet-50/224 ours (cuDNN fp32)" step_r50_ours.log "$b" "${r50[@]}" --device cuda --steps 5 --warmup 2 || rc=1
+  step "step bench: ResNet-50/224 PyTorch AMP bf16" step_r50_torch_amp.log "$PYTHON" "$repo/benchmarks/train_step_torch.py" "${r50[@]}" --device cuda --amp --steps 5 --warmup 2 || rc=1
+  step "step bench: ResNet-50/224 PyTorch eager fp32" step_r50_torch.log "$PYTHON" "$repo/benchmarks/train_step_torch.py" "${r50[@]}" --device cuda --steps 5 --warmup 2 || rc=1
   return $rc
 }
 
@@ -336,13 +383,15 @@ case "$stage" in
   configure) do_configure || status=1 ;;
   build) do_build || status=1 ;;
   test) do_test || status=1 ;;
+  stepbench) do_step_bench || status=1 ;;
   bench) do_bench || status=1 ;;
   compare) do_compare || status=1 ;;
   all)
     do_build || { note "build failed: stopping"; exit 1; }
     do_test || status=1
-    do_bench || status=1
-    do_compare || status=1
+    do_step_bench || status=1
+    QUICK=1 do_bench || status=1
+    QUICK=1 do_compare || status=1
     ;;
 esac
 note "== gpu_suite.sh $stage finished: $([ $status = 0 ] && echo ok || echo 'FAILURES (see above)')"

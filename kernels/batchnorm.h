@@ -40,6 +40,7 @@
 #pragma once
 #include <cstdint>
 
+#include "engine/dtype.h"
 #include "engine/op_table.h"
 
 namespace simclr {
@@ -117,3 +118,46 @@ void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, cons
                            int64_t C);
 
 }  // namespace simclr::cpu
+
+// ----------------------------------------------------------------- CUDA
+// The CUDA twins' launchers (kernels/cuda/batchnorm.cu), declared identically
+// in simclr::gpu (nvcc) and simclr::emu (the kernel emulator), for T = float
+// and ::simclr::bf16 (fp32 arithmetic, bf16 only at loads and stores; the
+// double stats / red buffers and f32/f64 running buffers as in the contract).
+// Same arguments and semantics as the cpu:: functions above, plus the stream
+// (a cudaStream_t; nullptr = default stream). All pointers are device pointers
+// (host pointers under the emulator). Differences a device forces:
+//   - the reductions take a stream-ordered scratch buffer (cudaMallocAsync on
+//     `stream`) for their per-(row chunk, channel) partials;
+//   - batchnorm_finalize cannot throw when count = stats[2C] <= 1: it writes
+//     NaN to mean[C] and invstd[C] and leaves the running buffers untouched
+//     (the op checks count > 1 on the host whenever it knows the count).
+#define SIMCLR_BN_LAUNCHERS_T(T)                                                                                 \
+  void batchnorm_batch_stats(double* stats, const T* x, int64_t M, int64_t C, void* stream);                    \
+  void batchnorm_finalize(T* mean, T* invstd, float* running_mean, float* running_var, const double* stats,      \
+                          int64_t C, double eps, double momentum, void* stream);                                 \
+  void batchnorm_finalize(T* mean, T* invstd, double* running_mean, double* running_var, const double* stats,    \
+                          int64_t C, double eps, double momentum, void* stream);                                 \
+  void batchnorm_from_running(T* mean, T* invstd, const float* running_mean, const float* running_var,           \
+                              int64_t C, double eps, void* stream);                                              \
+  void batchnorm_from_running(T* mean, T* invstd, const double* running_mean, const double* running_var,         \
+                              int64_t C, double eps, void* stream);                                              \
+  void batchnorm_forward(T* y, const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta,         \
+                         int64_t M, int64_t C, bool relu, void* stream);                                         \
+  void batchnorm_backward_reduce(double* sum_dy, double* sum_dy_xhat, const T* dy, const T* x, const T* y,       \
+                                 const T* mean, const T* invstd, int64_t M, int64_t C, void* stream);            \
+  void batchnorm_backward_finalize(T* dgamma, T* dbeta, T* mean_dy, T* mean_dy_xhat, const double* red,          \
+                                   const double* red_all, const double* stats, int64_t C, void* stream);         \
+  void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, const T* y, const T* mean,         \
+                             const T* invstd, const T* gamma, const T* mean_dy, const T* mean_dy_xhat,           \
+                             int64_t M, int64_t C, void* stream);
+#define SIMCLR_BN_LAUNCHERS          \
+  SIMCLR_BN_LAUNCHERS_T(float)       \
+  SIMCLR_BN_LAUNCHERS_T(::simclr::bf16)
+
+namespace simclr::gpu {
+SIMCLR_BN_LAUNCHERS
+}  // namespace simclr::gpu
+namespace simclr::emu {
+SIMCLR_BN_LAUNCHERS
+}  // namespace simclr::emu

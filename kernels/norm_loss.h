@@ -20,6 +20,7 @@
 #pragma once
 #include <cstdint>
 
+#include "engine/dtype.h"
 #include "engine/op_table.h"
 
 namespace simclr {
@@ -75,3 +76,42 @@ void cross_entropy_backward(T* dlogits, const T* dloss, const T* logits, const T
                             int64_t K);
 
 }  // namespace simclr::cpu
+
+// ----------------------------------------------------------------- CUDA
+// The CUDA twins' launchers (kernels/cuda/norm_loss.cu), declared identically
+// in simclr::gpu (nvcc) and simclr::emu (the kernel emulator), for T = float
+// and ::simclr::bf16 (fp32 arithmetic, bf16 only at loads and stores), labels
+// L = int32_t and int64_t. Same arguments and semantics as the cpu:: functions
+// above, plus the stream (a cudaStream_t; nullptr = default stream). All
+// pointers are device pointers (host pointers under the emulator).
+//   - cross_entropy_check_labels: a kernel finds the first bad row (an integer
+//     atomicMin: the result does not depend on the order), then the one host
+//     read-back (synchronises `stream`; a second read for the bad label's value).
+//   - cross_entropy_forward takes a stream-ordered scratch buffer
+//     (cudaMallocAsync) for the per-row losses, summed in double in row order.
+//   - The forward and backward kernels never read or write outside the arrays
+//     for a label outside [0, K) (the op checks first): such a row's loss is
+//     NaN and backward adds no one-hot term for it.
+#define SIMCLR_NORM_LOSS_LAUNCHERS_T(T)                                                                         \
+  void l2_normalize_forward(T* y, const T* x, int64_t V, int64_t D, double eps, void* stream);                 \
+  void l2_normalize_backward(T* dx, const T* dy, const T* x, int64_t V, int64_t D, double eps, void* stream);  \
+  void cross_entropy_forward(T* loss, T* lse, const T* logits, const int32_t* labels, int64_t N, int64_t K,     \
+                             void* stream);                                                                     \
+  void cross_entropy_forward(T* loss, T* lse, const T* logits, const int64_t* labels, int64_t N, int64_t K,     \
+                             void* stream);                                                                     \
+  void cross_entropy_backward(T* dlogits, const T* dloss, const T* logits, const T* lse, const int32_t* labels, \
+                              int64_t N, int64_t K, void* stream);                                              \
+  void cross_entropy_backward(T* dlogits, const T* dloss, const T* logits, const T* lse, const int64_t* labels, \
+                              int64_t N, int64_t K, void* stream);
+#define SIMCLR_NORM_LOSS_LAUNCHERS                                                                    \
+  SIMCLR_NORM_LOSS_LAUNCHERS_T(float)                                                                 \
+  SIMCLR_NORM_LOSS_LAUNCHERS_T(::simclr::bf16)                                                        \
+  ::simclr::BadLabel cross_entropy_check_labels(const int32_t* labels, int64_t N, int64_t K, void* stream); \
+  ::simclr::BadLabel cross_entropy_check_labels(const int64_t* labels, int64_t N, int64_t K, void* stream);
+
+namespace simclr::gpu {
+SIMCLR_NORM_LOSS_LAUNCHERS
+}  // namespace simclr::gpu
+namespace simclr::emu {
+SIMCLR_NORM_LOSS_LAUNCHERS
+}  // namespace simclr::emu

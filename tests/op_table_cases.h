@@ -129,6 +129,25 @@ inline constexpr Tol kFusedNtxent{1e-13, 1e-13,
                                   "float64 throughout; the composite's softmax sums, ẑẑᵀ by GEMM and its "
                                   "backward run in other orders than the fused reference: a few hundred ulps "
                                   "at most (observed <= 1.3e-15)"};
+// dev: batch norm, L2-normalise, cross-entropy CUDA kernels (kernels/cuda/batchnorm.cu,
+// norm_loss.cu: fp32 arithmetic, BN sums in float over <= 16 rows then in double; the rounded
+// inputs are part of the error, as in the low mode)
+inline constexpr Tol kDevF32Bn{1e-6, 2e-6,
+                               "f32 inputs (2^-24 each); forward a few f32 roundings per element; backward "
+                               "f32 products summed over <= 16 rows, then double, and the cancellation in "
+                               "dy - mean(dy) - x̂·mean(dy·x̂) (observed <= 1.7e-7 forward, 1.9e-7 gradients)"};
+inline constexpr Tol kDevF32Norm{1e-6, 1e-6,
+                                 "f32 inputs (2^-24 each); row sums in float over D, K <= 13 terms (<= 13·2^-24 "
+                                 "relative) and a few f32 roundings per element (observed <= 1.1e-7 forward, "
+                                 "1.5e-7 gradients)"};
+inline constexpr Tol kDevBf16Bn{2e-2, 3e-2,
+                                "bf16 x, γ, β, cotangent (2^-9 relative each), mean and invstd stored as bf16 "
+                                "(2^-9), outputs and gradients rounded to bf16 (2^-9): a few times 2^-9 "
+                                "(observed <= 6.1e-3 forward, 6.8e-3 gradients)"};
+inline constexpr Tol kDevBf16Norm{1e-2, 3e-2,
+                                  "bf16 inputs and outputs (2^-9 relative each), fp32 arithmetic; lse and the loss "
+                                  "rounded to bf16, the CE gradient softmax - onehot from the bf16 lse "
+                                  "(observed <= 3.1e-3 forward, 9.6e-3 gradients)"};
 // dev: NT-Xent CUDA kernels (tests/ntxent_case.h derives these)
 inline constexpr Tol kDevBf16{0x1p-8, 1.5e-2,
                               "bf16 ẑ (2^-9 relative per element) moves a similarity by <= 2^-8 "
@@ -306,29 +325,36 @@ inline const std::vector<OpCase>& op_cases() {
         for (bool affine : {true, false})
           r.push_back(row(Op::batch_norm,
                           s.str() + (training ? " training" : " eval") + (affine ? ", affine" : ", no affine"),
-                          S{s}, {.training = training, .affine = affine}, DType::f32, kSum, kFd, kF32Bn));
+                          S{s}, {.training = training, .affine = affine}, DType::f32, kSum, kFd, kF32Bn, {},
+                          kDevF32Bn));
     const std::vector<OpCase> more = {
         row(Op::batch_norm, "4x5x3x6 training + relu", S{{4, 5, 3, 6}},
-            {.training = true, .relu = true, .f32_buffers = false}, DType::f32, kSum, kFd, kF32Bn, kFusedBn),
+            {.training = true, .relu = true, .f32_buffers = false}, DType::f32, kSum, kFd, kF32Bn, kFusedBn,
+            kDevF32Bn),
         row(Op::batch_norm, "4x5x3x6 eval + relu", S{{4, 5, 3, 6}},
-            {.training = false, .relu = true, .f32_buffers = false}, DType::f32, kSum, kFd, kF32Bn, kFusedBn),
+            {.training = false, .relu = true, .f32_buffers = false}, DType::f32, kSum, kFd, kF32Bn, kFusedBn,
+            kDevF32Bn),
         row(Op::batch_norm, "9x5 (1-D) training + relu", S{{9, 5}},
-            {.training = true, .relu = true, .f32_buffers = false}, DType::f32, kSum, kFd, kF32Bn, kFusedBn),
+            {.training = true, .relu = true, .f32_buffers = false}, DType::f32, kSum, kFd, kF32Bn, kFusedBn,
+            kDevF32Bn),
         row(Op::batch_norm, "9x5 (1-D) eval + relu", S{{9, 5}}, {.training = false, .relu = true, .f32_buffers = false},
-            DType::f32, kSum, kFd, kF32Bn, kFusedBn),
+            DType::f32, kSum, kFd, kF32Bn, kFusedBn, kDevF32Bn),
         row(Op::batch_norm, "2x7x7x13 training + relu, running statistics", S{{2, 7, 7, 13}},
-            {.training = true, .relu = true, .running = true}, DType::f32, kSum, kFd, kF32Bn, kFusedBn),
-        row(Op::batch_norm, "6x5x5x8 training, affine (150 rows)", S{{6, 5, 5, 8}}, {}, DType::f32, kSum, kFd, kF32Bn),
+            {.training = true, .relu = true, .running = true}, DType::f32, kSum, kFd, kF32Bn, kFusedBn, kDevF32Bn),
+        row(Op::batch_norm, "6x5x5x8 training, affine (150 rows)", S{{6, 5, 5, 8}}, {}, DType::f32, kSum, kFd, kF32Bn,
+            {}, kDevF32Bn),
         // ---- normalisation and losses
-        row(Op::l2_normalize, "5x7", S{{5, 7}}, {}, DType::f32, kSum, kFd, kF32Norm),
+        row(Op::l2_normalize, "5x7", S{{5, 7}}, {}, DType::f32, kSum, kFd, kF32Norm, {}, kDevF32Norm),
         row(Op::l2_normalize, "3x4, row 1 shorter than eps = 1e-3 (the clamp)", S{{3, 4}},
-            {.eps = 1e-3, .tiny_row = true}, DType::f32, kSum, kFd, kF32Norm),
-        row(Op::l2_normalize, "one row of 13", S{{1, 13}}, {}, DType::f32, kSum, kFd, kF32Norm),
-        row(Op::cross_entropy, "6x5, i32 labels", S{{6, 5}}, {.labels = DType::i32}, DType::f32, kSum, kFd, kF32Norm),
-        row(Op::cross_entropy, "6x5, i64 labels", S{{6, 5}}, {.labels = DType::i64}, DType::f32, kSum, kFd, kF32Norm),
-        row(Op::cross_entropy, "batch 1, 10 classes", S{{1, 10}}, {}, DType::f32, kSum, kFd, kF32Norm),
+            {.eps = 1e-3, .tiny_row = true}, DType::f32, kSum, kFd, kF32Norm, {}, kDevF32Norm),
+        row(Op::l2_normalize, "one row of 13", S{{1, 13}}, {}, DType::f32, kSum, kFd, kF32Norm, {}, kDevF32Norm),
+        row(Op::cross_entropy, "6x5, i32 labels", S{{6, 5}}, {.labels = DType::i32}, DType::f32, kSum, kFd, kF32Norm,
+            {}, kDevF32Norm),
+        row(Op::cross_entropy, "6x5, i64 labels", S{{6, 5}}, {.labels = DType::i64}, DType::f32, kSum, kFd, kF32Norm,
+            {}, kDevF32Norm),
+        row(Op::cross_entropy, "batch 1, 10 classes", S{{1, 10}}, {}, DType::f32, kSum, kFd, kF32Norm, {}, kDevF32Norm),
         row(Op::cross_entropy, "13x2, i32 labels", S{{13, 2}}, {.labels = DType::i32}, DType::f32, kSum, kFd,
-            kF32Norm),
+            kF32Norm, {}, kDevF32Norm),
         // ---- NT-Xent: CPU op (float64 gradients, f32, the composite)
         // (V = 2: the loss is identically 0, so its gradient is 0 and f32 against f64 compares
         // rounding noise with rounding noise: no low row; tests/test_ntxent.cpp has the closed form)
@@ -399,11 +425,33 @@ inline const std::vector<OpCase>& op_cases() {
       if (!r[i].dev.on() || !b.on()) continue;
       // max pool: bf16 only where the distinct inputs stay distinct (numel < 512, kDevBf16MaxPool)
       if (r[i].op == Op::max_pool2d && r[i].shapes[0].numel() >= 512) continue;
-      r.push_back(row(r[i].op, r[i].name, r[i].shapes, r[i].opt, DType::bf16, {}, {}, {}, {}, b));
+      // (add_relu: every row repeats the float64 fused check, as every such row)
+      r.push_back(row(r[i].op, r[i].name, r[i].shapes, r[i].opt, DType::bf16, {}, {}, {},
+                      r[i].op == Op::add_relu ? r[i].fused : Tol{}, b));
     }
     // ... and max pool's C = 13 case in bf16 on a plane small enough for that
     r.push_back(row(Op::max_pool2d, "batch 1, 5x5, C = 13", S{{1, 5, 5, 13}}, {.stride = 2, .pad = 1, .kernel = 3},
                     DType::bf16, {}, {}, {}, {}, kDevBf16MaxPool));
+    // ---- batch norm, L2-normalise, cross-entropy: the bf16 CUDA kernels (dev only: the CPU
+    // has no bf16 kernels; the BN+ReLU rows repeat the float64 fused check, as every such row)
+    const std::vector<OpCase> bf16_rows = {
+        row(Op::batch_norm, "2x7x7x13 training + relu, running statistics", S{{2, 7, 7, 13}},
+            {.training = true, .relu = true, .running = true}, DType::bf16, {}, {}, {}, kFusedBn, kDevBf16Bn),
+        row(Op::batch_norm, "4x5x3x6 eval + relu", S{{4, 5, 3, 6}}, {.training = false, .relu = true},
+            DType::bf16, {}, {}, {}, kFusedBn, kDevBf16Bn),
+        row(Op::batch_norm, "9x5 (1-D) training, no affine", S{{9, 5}}, {.training = true, .affine = false},
+            DType::bf16, {}, {}, {}, {}, kDevBf16Bn),
+        row(Op::batch_norm, "6x5x5x8 training, affine (150 rows)", S{{6, 5, 5, 8}}, {}, DType::bf16, {}, {}, {}, {},
+            kDevBf16Bn),
+        row(Op::l2_normalize, "5x7", S{{5, 7}}, {}, DType::bf16, {}, {}, {}, {}, kDevBf16Norm),
+        row(Op::l2_normalize, "3x4, row 1 shorter than eps = 1e-3 (the clamp)", S{{3, 4}},
+            {.eps = 1e-3, .tiny_row = true}, DType::bf16, {}, {}, {}, {}, kDevBf16Norm),
+        row(Op::cross_entropy, "6x5, i32 labels", S{{6, 5}}, {.labels = DType::i32}, DType::bf16, {}, {}, {}, {},
+            kDevBf16Norm),
+        row(Op::cross_entropy, "13x2, i64 labels", S{{13, 2}}, {.labels = DType::i64}, DType::bf16, {}, {}, {}, {},
+            kDevBf16Norm),
+    };
+    r.insert(r.end(), bf16_rows.begin(), bf16_rows.end());
     return r;
   }();
   return rows;

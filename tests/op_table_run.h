@@ -18,6 +18,7 @@
 #include "engine/autograd.h"
 #include "engine/device.h"
 #include "engine/op_table.h"
+#include "kernels/registry.h"
 #include "losses/losses.h"
 #include "losses/ntxent_composite.h"
 #include "ops/ops.h"
@@ -277,6 +278,30 @@ void for_rows(Tol OpCase::*mode, F&& body) {
     ran++;
   }
   CHECK(ran > 0);
+}
+
+// Mode (c)/(d) for every row with a device tolerance except the NT-Xent
+// kernel rows (tests/ntxent_case.h runs those): the op on `device` (emu or
+// cuda) against the op in float64 on the CPU. GPU-only rows (opt.emulate =
+// false) run only on a GPU. Returns the number of rows run.
+inline int run_op_rows_on(Device device) {
+  int ran = 0;
+  for_rows(&OpCase::dev, [&](const OpCase& c, uint64_t seed) {
+    if (c.op == Op::ntxent || (device.is_emu() && !c.opt.emulate)) return;
+    // A dev tolerance claims that the CUDA backend has the op in this dtype.
+    REQUIRE(supports(device.kind, c.op, c.dtype));
+    const Inputs in = make_inputs(c, seed), dev = convert(in, c.dtype, device);
+    auto f64 = [&](const std::vector<Tensor>& d) { return apply(c, d, in); };
+    auto fdev = [&](const std::vector<Tensor>& d) {
+      Tensor y = apply(c, d, dev);
+      CHECK(y.device() == device);
+      return y;
+    };
+    const Run r = compare(c, "dev", c.dev, seed, fdev, dev, f64, in);
+    CHECK(r.y.dtype() == c.dtype);
+    ran++;
+  });
+  return ran;
 }
 
 }  // namespace simclr::test

@@ -15,8 +15,10 @@
 #include <span>
 #include <type_traits>
 
+#include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
 #include "kernels/elementwise.h"
+#include "kernels/norm_loss.h"
 #include "kernels/ntxent.h"
 #include "kernels/pool.h"
 #include "kernels/registry.h"
@@ -97,6 +99,77 @@ constexpr GlobalAvgPoolKernels<T> global_avg_pool_k{
     [](T* dx, const T* dy, int64_t N, int64_t HW, int64_t C) {
       global_avg_pool_backward(dx, dy, N, HW, C, engine_stream());
     }};
+// ---- batchnorm + norm_loss (h2)
+template <class T>
+void bn_stats(double* stats, const T* x, int64_t M, int64_t C) {
+  batchnorm_batch_stats(stats, x, M, C, current_stream());
+}
+template <class T, class B>
+void bn_finalize(T* mean, T* invstd, B* running_mean, B* running_var, const double* stats, int64_t C, double eps,
+                 double momentum) {
+  batchnorm_finalize(mean, invstd, running_mean, running_var, stats, C, eps, momentum, current_stream());
+}
+template <class T, class B>
+void bn_from_running(T* mean, T* invstd, const B* running_mean, const B* running_var, int64_t C, double eps) {
+  batchnorm_from_running(mean, invstd, running_mean, running_var, C, eps, current_stream());
+}
+template <class T>
+void bn_forward(T* y, const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, int64_t M, int64_t C,
+                bool relu) {
+  batchnorm_forward(y, x, mean, invstd, gamma, beta, M, C, relu, current_stream());
+}
+template <class T>
+void bn_backward_reduce(double* sum_dy, double* sum_dy_xhat, const T* dy, const T* x, const T* y, const T* mean,
+                        const T* invstd, int64_t M, int64_t C) {
+  batchnorm_backward_reduce(sum_dy, sum_dy_xhat, dy, x, y, mean, invstd, M, C, current_stream());
+}
+template <class T>
+void bn_backward_finalize(T* dgamma, T* dbeta, T* mean_dy, T* mean_dy_xhat, const double* red, const double* red_all,
+                          const double* stats, int64_t C) {
+  batchnorm_backward_finalize(dgamma, dbeta, mean_dy, mean_dy_xhat, red, red_all, stats, C, current_stream());
+}
+template <class T>
+void bn_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, const T* y, const T* mean, const T* invstd,
+                    const T* gamma, const T* mean_dy, const T* mean_dy_xhat, int64_t M, int64_t C) {
+  batchnorm_backward_dx(dx, accumulate, dy, x, y, mean, invstd, gamma, mean_dy, mean_dy_xhat, M, C, current_stream());
+}
+template <class T>
+constexpr BatchNormKernels<T> batchnorm_k{&bn_stats<T>,
+                                          {&bn_finalize<T, float>, &bn_from_running<T, float>},
+                                          {&bn_finalize<T, double>, &bn_from_running<T, double>},
+                                          &bn_forward<T>,
+                                          &bn_backward_reduce<T>,
+                                          &bn_backward_finalize<T>,
+                                          &bn_backward_dx<T>};
+
+template <class T>
+void l2n_forward(T* y, const T* x, int64_t V, int64_t D, double eps) {
+  l2_normalize_forward(y, x, V, D, eps, current_stream());
+}
+template <class T>
+void l2n_backward(T* dx, const T* dy, const T* x, int64_t V, int64_t D, double eps) {
+  l2_normalize_backward(dx, dy, x, V, D, eps, current_stream());
+}
+template <class T>
+constexpr L2NormalizeKernels<T> l2_normalize_k{&l2n_forward<T>, &l2n_backward<T>};
+
+template <class L>
+BadLabel ce_check_labels(const L* labels, int64_t N, int64_t K) {
+  return cross_entropy_check_labels(labels, N, K, current_stream());
+}
+template <class T, class L>
+void ce_forward(T* loss, T* lse, const T* logits, const L* labels, int64_t N, int64_t K) {
+  cross_entropy_forward(loss, lse, logits, labels, N, K, current_stream());
+}
+template <class T, class L>
+void ce_backward(T* dlogits, const T* dloss, const T* logits, const T* lse, const L* labels, int64_t N, int64_t K) {
+  cross_entropy_backward(dlogits, dloss, logits, lse, labels, N, K, current_stream());
+}
+template <class T>
+constexpr CrossEntropyKernels<T> cross_entropy_k{
+    .i32 = {&ce_check_labels<int32_t>, &ce_forward<T, int32_t>, &ce_backward<T, int32_t>},
+    .i64 = {&ce_check_labels<int64_t>, &ce_forward<T, int64_t>, &ce_backward<T, int64_t>}};
+// ---- end batchnorm + norm_loss (h2)
 // ---- conv2d + linear, our kernels (h3): kernels/cuda/conv2d.cu, gemm.cu (automatic split-K)
 template <class T>
 void conv2d_fwd_ours(T* y, const T* x, const T* w, const Conv2dShape& s) {
@@ -140,6 +213,13 @@ constexpr KernelRow kRows[] = {
     kernel_row(max_pool2d_k<::simclr::bf16>),
     kernel_row(global_avg_pool_k<float>),
     kernel_row(global_avg_pool_k<::simclr::bf16>),
+    // ---- batchnorm + norm_loss (h2)
+    kernel_row(batchnorm_k<float>),
+    kernel_row(batchnorm_k<::simclr::bf16>),
+    kernel_row(l2_normalize_k<float>),
+    kernel_row(l2_normalize_k<::simclr::bf16>),
+    kernel_row(cross_entropy_k<float>),
+    kernel_row(cross_entropy_k<::simclr::bf16>),
     // ---- conv2d + linear, our kernels (h3): the emulated build's convolution and linear (where
     // the real build calls cuDNN / cuBLASLt, the emulator has no such library).
     kernel_row(conv2d_ours_k<float>),

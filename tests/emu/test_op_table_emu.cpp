@@ -45,23 +45,7 @@ TEST_CASE("op table (c): fp32 CUDA kernels under the emulator match the CPU refe
 }
 
 TEST_CASE("op table (c): ops on the emulated device match the float64 CPU reference", "[emu][optable]") {
-  int ran = 0;
-  test::for_rows(&test::OpCase::dev, [&](const test::OpCase& c, uint64_t seed) {
-    if (c.op == Op::ntxent || !c.opt.emulate) return;  // NT-Xent kernel rows: above
-    // A dev tolerance claims that the CUDA backend has the op in this dtype.
-    REQUIRE(supports(DeviceKind::emu, c.op, c.dtype));
-    const test::Inputs in = test::make_inputs(c, seed), dev = test::convert(in, c.dtype, Device::emu());
-    auto f64 = [&](const std::vector<Tensor>& d) { return test::apply(c, d, in); };
-    auto fdev = [&](const std::vector<Tensor>& d) {
-      Tensor y = test::apply(c, d, dev);
-      CHECK(y.device() == Device::emu());
-      return y;
-    };
-    const test::Run r = test::compare(c, "dev", c.dev, seed, fdev, dev, f64, in);
-    CHECK(r.y.dtype() == c.dtype);
-    ran++;
-  });
   // Every op of the SimCLR step has rows here once its CUDA twin exists
   // (tests/test_op_table.cpp checks that each supported (op, dtype) has one).
-  CHECK(ran > 0);
+  CHECK(test::run_op_rows_on(Device::emu()) > 0);
 }

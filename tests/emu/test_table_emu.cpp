@@ -79,7 +79,9 @@ void check_ntxent_row(int64_t V, int64_t D, double tau, int64_t r0, int64_t r1, 
 
 TEST_CASE("emu table: the CUDA backend's rows, NT-Xent through the shared contract", "[emu][table]") {
   const auto rows = emu::kernel_table();
-  REQUIRE(rows.size() >= 2);  // NT-Xent first; the others: test_elementwise_pool_emu.cpp, test_conv_gemm_emu.cpp
+  // NT-Xent first; elementwise/pool: test_elementwise_pool_emu.cpp; conv2d/linear: test_conv_gemm_emu.cpp;
+  // BN, L2, CE: test_bn_norm_emu.cpp
+  REQUIRE(rows.size() >= 2);
   CHECK(rows[0].op == Op::ntxent);
   CHECK(rows[0].dtype == DType::f32);
   CHECK(rows[1].op == Op::ntxent);

@@ -18,6 +18,7 @@
 #include "losses/losses.h"
 #include "tests/ntxent_case.h"
 #include "tests/op_table_cases.h"
+#include "tests/op_table_run.h"
 #include "tests/skip.h"
 
 using namespace simclr;
@@ -64,4 +65,9 @@ TEST_CASE("op table (d): bf16 rows on the GPU match the CPU reference", "[gpu][o
 TEST_CASE("op table (d): fp32 rows on the GPU match the CPU reference", "[gpu][optable]") {
   SKIP_WITHOUT_GPU();
   run_rows(DType::f32);
+}
+
+TEST_CASE("op table (d): every other op on CUDA tensors matches the float64 CPU reference", "[gpu][optable]") {
+  SKIP_WITHOUT_GPU();
+  CHECK(test::run_op_rows_on(Device::cuda(0)) > 0);
 }

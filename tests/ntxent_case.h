@@ -239,6 +239,7 @@ void run_dev_rows(simclr::DType dt, bool emulated_only, const char* what, bool p
   for (size_t i = 0; i < rows.size(); i++) {
     const simclr::test::OpCase& row = rows[i];
     if (!row.dev.on() || row.dtype != dt || (emulated_only && !row.opt.emulate)) continue;
+    if (row.op != Op::ntxent) continue;  // the other ops' dev rows: the op-level runner (tests/op_table_run.h)
     INFO("row " << i << ": " << simclr::op_name(row.op) << " / " << row.name << " / " << simclr::dtype_name(dt)
                 << " (tolerance: " << row.dev.why << ")");
     const uint64_t seed = simclr::test::row_seed(i);

@@ -83,6 +83,13 @@ if [ "$stage" = "bundle" ]; then
   mkdir -p "$lib/cmake/boost_context-1.74.0"
   cp "$bc/boost_context-1.74.0/"{boost_context-config.cmake,boost_context-config-version.cmake,libboost_context-variant-shared.cmake} \
     "$lib/cmake/boost_context-1.74.0/"
+  # the cuDNN C++ frontend headers (setup.sh puts them in .deps/, from PyPI; the GPU machine has no network)
+  if [ -f "$repo/.deps/cudnn_frontend/include/cudnn_frontend.h" ]; then
+    mkdir -p "$dst/deps"
+    cp -r "$repo/.deps/cudnn_frontend" "$dst/deps/"
+  else
+    echo "bundle: WARNING: no cuDNN frontend in .deps/ (run ./setup.sh): the GPU build would use our convolutions only"
+  fi
   (cd "$repo" && git rev-parse HEAD 2>/dev/null || echo unknown) > "$dst/COMMIT"
   echo "bundle: done, $(du -sh "$dst" | cut -f1) (commit $(cat "$dst/COMMIT"))"
   exit 0
@@ -269,6 +276,10 @@ env_report() {
 
 # ------------------------------------------------------------------ stages
 do_configure() {
+  # the carried cuDNN frontend headers go where CMakeLists.txt looks for them
+  if [ ! -f "$repo/.deps/cudnn_frontend/include/cudnn_frontend.h" ] && [ -d "$PREFIX/deps/cudnn_frontend" ]; then
+    mkdir -p "$repo/.deps" && cp -r "$PREFIX/deps/cudnn_frontend" "$repo/.deps/"
+  fi
   step "configure (CUDA, $BUILD_DIR)" configure.log \
     cmake -S "$repo" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DSIMCLR_CUDA=ON "${cmake_args[@]}"
 }

@@ -192,6 +192,18 @@ void cuda_synchronize(int) { fail("no CUDA backend in this build"); }
 void* cuda_current_stream(int) { fail("no CUDA backend in this build"); }
 size_t cuda_peak_bytes(int) { fail("no CUDA backend in this build"); }
 void cuda_reset_peak(int) { fail("no CUDA backend in this build"); }
+// The library settings are only stored (nothing reads them without CUDA).
+namespace {
+std::atomic<CudaMath> g_cuda_math{CudaMath::fp32};
+std::atomic<bool> g_cuda_deterministic{false};
+std::atomic<ConvImpl> g_cuda_conv_impl{ConvImpl::cudnn};
+}  // namespace
+void set_cuda_math(CudaMath math) { g_cuda_math.store(math); }
+CudaMath cuda_math() { return g_cuda_math.load(); }
+void set_cuda_deterministic(bool on) { g_cuda_deterministic.store(on); }
+bool cuda_deterministic() { return g_cuda_deterministic.load(); }
+void set_cuda_conv_impl(ConvImpl impl) { g_cuda_conv_impl.store(impl); }
+ConvImpl cuda_conv_impl() { return g_cuda_conv_impl.load(); }
 #endif
 
 std::string blas_info() {

@@ -71,6 +71,29 @@ void* cuda_current_stream(int device);
 size_t cuda_peak_bytes(int device);
 void cuda_reset_peak(int device);
 
+// ---- CUDA library settings: how the CUDA backend's library paths compute
+// (kernels/cuda/conv2d_cudnn.cu, kernels/cuda/linear_cublaslt.cu). Process-wide,
+// read at every call; the plan caches key on them, so a change takes effect at
+// the next call. In a build without CUDA they are stored and read back, and
+// have no effect.
+//   CudaMath::fp32 (default): float operands are multiplied in full fp32 (no
+//     TF32 tensor-core engines, no FFT / Winograd convolutions);
+//     CudaMath::tf32: float convolutions and GEMMs may round their inputs to
+//     TF32 (10-bit mantissa) and use any engine. bf16 always computes in fp32.
+//   deterministic (default off): only engines / algorithms without
+//     non-deterministic reductions, so the same inputs give bit-identical
+//     outputs every call.
+//   ConvImpl::cudnn (default): convolutions go through cuDNN where this build
+//     has the cuDNN frontend; ConvImpl::ours: the project's own CUDA kernels.
+enum class CudaMath { fp32, tf32 };
+void set_cuda_math(CudaMath math);
+CudaMath cuda_math();
+void set_cuda_deterministic(bool on);
+bool cuda_deterministic();
+enum class ConvImpl { cudnn, ours };
+void set_cuda_conv_impl(ConvImpl impl);
+ConvImpl cuda_conv_impl();
+
 // Why no GPU is used, for skip messages ("built without CUDA",
 // "no CUDA device: <driver message>").
 std::string cuda_unavailable_reason();

@@ -124,4 +124,18 @@ void cuda_zero(void* dst, int device, size_t bytes) {
   CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, state(device).stream));
 }
 
+// ---- CUDA library settings (engine/device.h)
+namespace {
+std::atomic<CudaMath> g_cuda_math{CudaMath::fp32};
+std::atomic<bool> g_cuda_deterministic{false};
+std::atomic<ConvImpl> g_cuda_conv_impl{ConvImpl::cudnn};
+}  // namespace
+
+void set_cuda_math(CudaMath math) { g_cuda_math.store(math, std::memory_order_relaxed); }
+CudaMath cuda_math() { return g_cuda_math.load(std::memory_order_relaxed); }
+void set_cuda_deterministic(bool on) { g_cuda_deterministic.store(on, std::memory_order_relaxed); }
+bool cuda_deterministic() { return g_cuda_deterministic.load(std::memory_order_relaxed); }
+void set_cuda_conv_impl(ConvImpl impl) { g_cuda_conv_impl.store(impl, std::memory_order_relaxed); }
+ConvImpl cuda_conv_impl() { return g_cuda_conv_impl.load(std::memory_order_relaxed); }
+
 }  // namespace simclr

@@ -134,3 +134,50 @@ std::string conv2d_fast_info(const Conv2dShape& s);
 
 namespace simclr::gpu { SIMCLR_CONV2D_OURS_LAUNCHERS }
 namespace simclr::emu { SIMCLR_CONV2D_OURS_LAUNCHERS }
+// ---- CUDA: the cuDNN path (kernels/cuda/conv2d_cudnn.cu; the real build only,
+// not the emulator). The Conv2dKernels contract above plus the stream the
+// work is issued on (the engine passes cuda_current_stream of the current
+// device); all pointers are device memory of the current device, x/y/dx/dy
+// NHWC and w/dw OHWI (cuDNN's KRSC), contiguous.
+//   forward: y = conv(x, w)                                   (=)
+//   backward: dw += ∂L/∂w; dx += ∂L/∂x when dx_accumulate, else dx = ∂L/∂x
+//             (dx and/or dw may be null; x is read only for dw, w only for dx)
+// T = float or bf16, accumulation in fp32; float uses TF32 only under
+// CudaMath::tf32, and deterministic engines only under cuda_deterministic()
+// (engine/device.h). cuDNN's convolution nodes cannot accumulate (their beta
+// is fixed at 0), so a += result is computed into a stream-ordered temporary
+// and added by a small kernel (for bf16: rounded to bf16, then added and
+// rounded again). Plans are built once per (device, direction, dtype, math,
+// determinism, shape, pointer alignment) and kept in an LRU cache of 256
+// plans; workspaces come from the stream-ordered pool. Errors name the cuDNN
+// call, its status and the shape. In a build without the cuDNN frontend
+// (setup.sh installs it) conv2d_cudnn_available() is false and every call
+// throws "built without the cuDNN frontend".
+#if defined(SIMCLR_WITH_CUDA) && !defined(SIMCLR_EMU)
+struct CUstream_st;
+typedef struct CUstream_st* cudaStream_t;
+
+namespace simclr::gpu {
+
+struct CudnnPlanCacheStats {
+  int64_t hits = 0, misses = 0, entries = 0, capacity = 0;
+};
+
+#define SIMCLR_CONV2D_CUDNN_LAUNCHERS                                                                         \
+  bool conv2d_cudnn_available();                                                                              \
+  void conv2d_forward_cudnn(float* y, const float* x, const float* w, const ::simclr::Conv2dShape& s,         \
+                            cudaStream_t stream);                                                             \
+  void conv2d_forward_cudnn(::simclr::bf16* y, const ::simclr::bf16* x, const ::simclr::bf16* w,              \
+                            const ::simclr::Conv2dShape& s, cudaStream_t stream);                             \
+  void conv2d_backward_cudnn(float* dx, bool dx_accumulate, float* dw, const float* dy, const float* x,        \
+                             const float* w, const ::simclr::Conv2dShape& s, cudaStream_t stream);            \
+  void conv2d_backward_cudnn(::simclr::bf16* dx, bool dx_accumulate, ::simclr::bf16* dw,                       \
+                             const ::simclr::bf16* dy, const ::simclr::bf16* x, const ::simclr::bf16* w,       \
+                             const ::simclr::Conv2dShape& s, cudaStream_t stream);                            \
+  /* The plan cache (all devices): hits and misses since the start or the last clear. */                     \
+  CudnnPlanCacheStats conv2d_cudnn_cache_stats();                                                             \
+  void conv2d_cudnn_cache_clear();
+SIMCLR_CONV2D_CUDNN_LAUNCHERS
+
+}  // namespace simclr::gpu
+#endif

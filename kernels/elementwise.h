@@ -168,3 +168,45 @@ SIMCLR_ELEMENTWISE_LAUNCHERS
 
 namespace simclr::gpu { SIMCLR_LINEAR_OURS_LAUNCHERS }
 namespace simclr::emu { SIMCLR_LINEAR_OURS_LAUNCHERS }
+// ---- CUDA: the cuBLASLt path of linear (kernels/cuda/linear_cublaslt.cu; the
+// real build only, not the emulator). The LinearKernels contract above plus
+// the stream the work is issued on; all pointers are device memory of the
+// current device, row-major and contiguous.
+//   forward:  y[N,O] = x[N,I] w[O,I]^T + b[O]             (=; b may be null)
+//   backward: dx[N,I] += dy w; dw[O,I] += dy^T x; db[O] += Σ_n dy   (+=; any
+//             output may be null)
+// One cuBLASLt matmul per product (forward with CUBLASLT_EPILOGUE_BIAS; the
+// backward ones with beta = 1), db by a fixed-order column reduction (so it is
+// deterministic and accumulates, which the BGRADB epilogue does not). T = float
+// or bf16, accumulation in fp32; float uses TF32 only under CudaMath::tf32
+// (engine/device.h). One cuBLASLt handle per device; the matmul descriptors
+// and the heuristic's algorithm are cached per (device, product, dtype, math,
+// determinism, shape, pointer alignment) in an LRU cache of 256 entries;
+// workspaces come from the stream-ordered pool.
+#if defined(SIMCLR_WITH_CUDA) && !defined(SIMCLR_EMU)
+struct CUstream_st;
+typedef struct CUstream_st* cudaStream_t;
+
+namespace simclr::gpu {
+
+struct CublasLtCacheStats {
+  int64_t hits = 0, misses = 0, entries = 0, capacity = 0;
+};
+
+#define SIMCLR_LINEAR_CUBLASLT_LAUNCHERS                                                                       \
+  void linear_forward_cublaslt(float* y, const float* x, const float* w, const float* b, int64_t N, int64_t I, \
+                               int64_t O, cudaStream_t stream);                                                 \
+  void linear_forward_cublaslt(::simclr::bf16* y, const ::simclr::bf16* x, const ::simclr::bf16* w,            \
+                               const ::simclr::bf16* b, int64_t N, int64_t I, int64_t O, cudaStream_t stream); \
+  void linear_backward_cublaslt(float* dx, float* dw, float* db, const float* dy, const float* x,              \
+                                const float* w, int64_t N, int64_t I, int64_t O, cudaStream_t stream);         \
+  void linear_backward_cublaslt(::simclr::bf16* dx, ::simclr::bf16* dw, ::simclr::bf16* db,                     \
+                                const ::simclr::bf16* dy, const ::simclr::bf16* x, const ::simclr::bf16* w,     \
+                                int64_t N, int64_t I, int64_t O, cudaStream_t stream);                         \
+  /* The matmul cache (all devices): hits and misses since the start or the last clear. */                    \
+  CublasLtCacheStats linear_cublaslt_cache_stats();                                                             \
+  void linear_cublaslt_cache_clear();
+SIMCLR_LINEAR_CUBLASLT_LAUNCHERS
+
+}  // namespace simclr::gpu
+#endif

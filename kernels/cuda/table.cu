@@ -171,26 +171,48 @@ constexpr CrossEntropyKernels<T> cross_entropy_k{
     .i64 = {&ce_check_labels<int64_t>, &ce_forward<T, int64_t>, &ce_backward<T, int64_t>}};
 // ---- end batchnorm + norm_loss (h2)
 // ---- conv2d + linear, our kernels (h3): kernels/cuda/conv2d.cu, gemm.cu (automatic split-K)
+// The emulated build runs our kernels (kernels/cuda/conv2d.cu, gemm.cu; automatic split-K). The
+// real build runs cuDNN's graph API for convolutions unless train.conv_impl = ours or the build
+// has no cuDNN frontend (engine/device.h cuda_conv_impl), and cuBLASLt for linear layers.
 template <class T>
-void conv2d_fwd_ours(T* y, const T* x, const T* w, const Conv2dShape& s) {
-  conv2d_forward_ours(y, x, w, s, static_cast<cudaStream_t>(current_stream()));
+void conv2d_fwd(T* y, const T* x, const T* w, const Conv2dShape& s) {
+  const auto stream = static_cast<cudaStream_t>(current_stream());
+#ifndef SIMCLR_EMU
+  if (cuda_conv_impl() == ConvImpl::cudnn && conv2d_cudnn_available()) return conv2d_forward_cudnn(y, x, w, s, stream);
+#endif
+  conv2d_forward_ours(y, x, w, s, stream);
 }
 template <class T>
-void conv2d_bwd_ours(T* dx, bool dx_accumulate, T* dw, const T* dy, const T* x, const T* w, const Conv2dShape& s) {
-  conv2d_backward_ours(dx, dx_accumulate, dw, dy, x, w, s, 0, static_cast<cudaStream_t>(current_stream()));
+void conv2d_bwd(T* dx, bool dx_accumulate, T* dw, const T* dy, const T* x, const T* w, const Conv2dShape& s) {
+  const auto stream = static_cast<cudaStream_t>(current_stream());
+#ifndef SIMCLR_EMU
+  if (cuda_conv_impl() == ConvImpl::cudnn && conv2d_cudnn_available())
+    return conv2d_backward_cudnn(dx, dx_accumulate, dw, dy, x, w, s, stream);
+#endif
+  conv2d_backward_ours(dx, dx_accumulate, dw, dy, x, w, s, 0, stream);
 }
 template <class T>
-void linear_fwd_ours(T* y, const T* x, const T* w, const T* b, int64_t N, int64_t I, int64_t O) {
-  linear_forward_ours(y, x, w, b, N, I, O, static_cast<cudaStream_t>(current_stream()));
+void linear_fwd(T* y, const T* x, const T* w, const T* b, int64_t N, int64_t I, int64_t O) {
+  const auto stream = static_cast<cudaStream_t>(current_stream());
+#ifdef SIMCLR_EMU
+  linear_forward_ours(y, x, w, b, N, I, O, stream);
+#else
+  linear_forward_cublaslt(y, x, w, b, N, I, O, stream);
+#endif
 }
 template <class T>
-void linear_bwd_ours(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t N, int64_t I, int64_t O) {
-  linear_backward_ours(dx, dw, db, dy, x, w, N, I, O, 0, static_cast<cudaStream_t>(current_stream()));
+void linear_bwd(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t N, int64_t I, int64_t O) {
+  const auto stream = static_cast<cudaStream_t>(current_stream());
+#ifdef SIMCLR_EMU
+  linear_backward_ours(dx, dw, db, dy, x, w, N, I, O, 0, stream);
+#else
+  linear_backward_cublaslt(dx, dw, db, dy, x, w, N, I, O, stream);
+#endif
 }
 template <class T>
-constexpr Conv2dKernels<T> conv2d_ours_k{&conv2d_fwd_ours<T>, &conv2d_bwd_ours<T>};
+constexpr Conv2dKernels<T> conv2d_k{&conv2d_fwd<T>, &conv2d_bwd<T>};
 template <class T>
-constexpr LinearKernels<T> linear_ours_k{&linear_fwd_ours<T>, &linear_bwd_ours<T>};
+constexpr LinearKernels<T> linear_k{&linear_fwd<T>, &linear_bwd<T>};
 // ---- end conv2d + linear (h3)
 
 constexpr KernelRow kRows[] = {
@@ -220,12 +242,11 @@ constexpr KernelRow kRows[] = {
     kernel_row(l2_normalize_k<::simclr::bf16>),
     kernel_row(cross_entropy_k<float>),
     kernel_row(cross_entropy_k<::simclr::bf16>),
-    // ---- conv2d + linear, our kernels (h3): the emulated build's convolution and linear (where
-    // the real build calls cuDNN / cuBLASLt, the emulator has no such library).
-    kernel_row(conv2d_ours_k<float>),
-    kernel_row(conv2d_ours_k<::simclr::bf16>),
-    kernel_row(linear_ours_k<float>),
-    kernel_row(linear_ours_k<::simclr::bf16>),
+    // ---- conv2d + linear: cuDNN / cuBLASLt on a GPU, our kernels under the emulator (above)
+    kernel_row(conv2d_k<float>),
+    kernel_row(conv2d_k<::simclr::bf16>),
+    kernel_row(linear_k<float>),
+    kernel_row(linear_k<::simclr::bf16>),
 };
 
 }  // namespace

@@ -70,7 +70,7 @@ def main():
         check(p.returncode == 0, "simclr train on %s exits 0" % device)
         if device == "emu":
             check("kernel emulator" in p.stdout, "the emulated run says it runs through the kernel emulator")
-            check(", emu, " in p.stdout, "the header names the device emu")
+            check("; emu, " in p.stdout, "the header names the device emu")
         with open(os.path.join(run_dir, "metrics.jsonl")) as f:
             lines = [json.loads(l) for l in f if l.strip()]
         steps = [l for l in lines if "loss" in l and "step" in l and "epoch_loss" not in l and "event" not in l]

@@ -72,7 +72,7 @@ Device resolve_device(const std::string& requested, std::string* note) {
     const std::string missing = missing_step_ops(DeviceKind::emu);
     SIMCLR_CHECK(missing.empty(), "train.device = \"emu\": the CUDA backend has no kernels yet for: ", missing);
     *note = "train.device = \"emu\": the CUDA backend's own code (tables, launchers, kernels) runs on the CPU "
-            "through the kernel emulator. It is a test device, hundreds of times slower than the CPU backend";
+            "through the kernel emulator. It is a test device (correctness, not speed): slower than the CPU backend";
     return Device::emu();
   }
   const bool gpu = cuda_available();

@@ -98,7 +98,16 @@ void* cuda_alloc(size_t bytes, int device) {
   DeviceState& s = state(device);
   CUDA_CHECK(cudaSetDevice(device));
   void* p = nullptr;
-  CUDA_CHECK(cudaMallocAsync(&p, bytes, s.stream));
+  const cudaError_t e = cudaMallocAsync(&p, bytes, s.stream);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clear the sticky-free error state of the allocation
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    fail("out of GPU memory on cuda:", device, " allocating ", bytes, " bytes (", bytes >> 20, " MiB; the engine holds ",
+         s.live.load() >> 20, " MiB, peak ", s.peak.load() >> 20, " MiB; the device has ", free_b >> 20, " of ",
+         total_b >> 20, " MiB free): lower the batch size (train.batch) or the image size");
+  }
+  CUDA_CHECK(e);
   size_t live = (s.live += bytes);
   size_t peak = s.peak.load();
   while (live > peak && !s.peak.compare_exchange_weak(peak, live)) {

@@ -7,6 +7,7 @@
 
 #include <csignal>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -311,7 +312,14 @@ StepResult TrainRun::step_once(const Batch& batch) {
   lr_ = sched_.lr(step);
   LossFilter filter;
   if (opt_.callbacks.loss_filter) filter = [this](double loss) { return opt_.callbacks.loss_filter(step, loss); };
-  return train_step(batch.views.to(device_), *model_, *optim_, lr_, cfg_.temperature, &comm_, filter);
+  try {
+    return train_step(batch.views.to(device_), *model_, *optim_, lr_, cfg_.temperature, &comm_, filter);
+  } catch (const Error& e) {
+    // A device out of memory: name the batch to try (the engine's message names the allocation).
+    if (!device_.is_cuda() || std::string(e.what()).find("out of GPU memory") == std::string::npos) throw;
+    fail(e.what(), "; this run has train.batch = ", tc_.batch, " (", 2 * tc_.batch, " views per step): try --set train.batch=",
+         std::max<int64_t>(2, tc_.batch / 2));
+  }
 }
 
 void TrainRun::stop_non_finite(double loss) {

@@ -38,11 +38,6 @@
 
 #include "kernels/cuda/common.cuh"
 
-#ifdef SIMCLR_EMU
-#define BN_UNROLL
-#else
-#define BN_UNROLL _Pragma("unroll")
-#endif
 
 namespace simclr::SIMCLR_KNS {
 
@@ -285,7 +280,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t i = v * VEC, c0 = i % C;
     const Pack<S, VEC> in = load_pack<S, VEC>(x + i);
     Pack<S, VEC> out;
-BN_UNROLL
+SIMCLR_UNROLL
     for (int j = 0; j < VEC; ++j) {
       const int64_t c = c0 + j;
       const float a = to_float(invstd[c]) * (gamma != nullptr ? to_float(gamma[c]) : 1.0f);
@@ -313,7 +308,7 @@ __global__ void __launch_bounds__(kThreads)
     Pack<S, VEC> yin{}, out{};
     if (y != nullptr) yin = load_pack<S, VEC>(y + i);
     if (accumulate) out = load_pack<S, VEC>(dx + i);
-BN_UNROLL
+SIMCLR_UNROLL
     for (int j = 0; j < VEC; ++j) {
       const int64_t c = c0 + j;
       const float is = to_float(invstd[c]);
@@ -395,17 +390,6 @@ void backward_dx_impl(S* dx, bool accumulate, const S* dy, const S* x, const S* 
                      accumulate, dy, x, y, mean, invstd, gamma, mean_dy, mean_dy_xhat, M, C);
 }
 
-// The device type of T (::simclr::bf16 -> __nv_bfloat16, same bits).
-template <class T>
-using device_type_t = std::conditional_t<std::is_same_v<T, float>, float, bf16_t>;
-template <class T>
-device_type_t<T>* dev(T* p) {
-  return reinterpret_cast<device_type_t<T>*>(p);
-}
-template <class T>
-const device_type_t<T>* dev(const T* p) {
-  return reinterpret_cast<const device_type_t<T>*>(p);
-}
 
 }  // namespace
 

@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #ifdef SIMCLR_EMU
@@ -56,9 +57,30 @@
 #define SIMCLR_KNS gpu
 #endif
 
+// `#pragma unroll` for nvcc; nothing for the emulated build (g++ would warn).
+#ifdef SIMCLR_EMU
+#define SIMCLR_UNROLL
+#else
+#define SIMCLR_UNROLL _Pragma("unroll")
+#endif
+
 namespace simclr::SIMCLR_KNS {
 
 __host__ __device__ constexpr inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The device element type of an engine element type: ::simclr::bf16 ->
+// __nv_bfloat16 (the same bits), float -> float. dev(p) reinterprets a
+// launcher's pointer for its kernels.
+template <class T>
+using device_type_t = std::conditional_t<std::is_same_v<T, float>, float, __nv_bfloat16>;
+template <class T>
+device_type_t<T>* dev(T* p) {
+  return reinterpret_cast<device_type_t<T>*>(p);
+}
+template <class T>
+const device_type_t<T>* dev(const T* p) {
+  return reinterpret_cast<const device_type_t<T>*>(p);
+}
 
 namespace detail {
 

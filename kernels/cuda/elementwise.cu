@@ -27,11 +27,6 @@
 #include "kernels/cuda/common.cuh"
 
 // The host compiler of the emulated build does not know the pragma.
-#ifdef SIMCLR_EMU
-#define EW_UNROLL
-#else
-#define EW_UNROLL _Pragma("unroll")
-#endif
 
 namespace simclr::SIMCLR_KNS {
 
@@ -73,7 +68,7 @@ __device__ __forceinline__ void load(float (&v)[W], const S* p) {
     const float4 raw = *reinterpret_cast<const float4*>(p);
     S e[W];
     memcpy(static_cast<void*>(e), &raw, 16);
-EW_UNROLL
+SIMCLR_UNROLL
     for (int k = 0; k < W; k++) v[k] = to_f(e[k]);
   }
 }
@@ -85,7 +80,7 @@ __device__ __forceinline__ void store(S* p, const float (&v)[W]) {
   } else {
     static_assert(W == kVec<S>, "store: one 16-byte vector");
     S e[W];
-EW_UNROLL
+SIMCLR_UNROLL
     for (int k = 0; k < W; k++) e[k] = from_f<S>(v[k]);
     float4 raw;
     memcpy(&raw, static_cast<const void*>(e), 16);
@@ -99,10 +94,10 @@ __device__ __forceinline__ void put(S* out, bool accumulate, const float (&g)[W]
   float v[W];
   if (accumulate) {
     load<W>(v, out);
-EW_UNROLL
+SIMCLR_UNROLL
     for (int k = 0; k < W; k++) v[k] += g[k];
   } else {
-EW_UNROLL
+SIMCLR_UNROLL
     for (int k = 0; k < W; k++) v[k] = g[k];
   }
   store<W>(out, v);
@@ -118,7 +113,7 @@ struct ReluFwd {
   __device__ void apply(int64_t i) const {
     float v[W];
     load<W>(v, x + i);
-EW_UNROLL
+SIMCLR_UNROLL
     for (int k = 0; k < W; k++) v[k] = v[k] > 0.0f ? v[k] : 0.0f;  // NaN -> 0, as the CPU's x > 0 ? x : 0
     store<W>(y + i, v);
   }
@@ -139,7 +134,7 @@ struct GradShares {
     if (y) {
       float m[W];
       load<W>(m, y + i);
-EW_UNROLL
+SIMCLR_UNROLL
       for (int k = 0; k < W; k++) g[k] = m[k] > 0.0f ? g[k] : 0.0f;
     }
     if (da) put<W>(da + i, acc_a, g);
@@ -157,7 +152,7 @@ struct AddFwd {
     float u[W], v[W];
     load<W>(u, a + i);
     load<W>(v, b + i);
-EW_UNROLL
+SIMCLR_UNROLL
     for (int k = 0; k < W; k++) {
       u[k] += v[k];
       if constexpr (RELU) u[k] = u[k] < 0.0f ? 0.0f : u[k];  // std::max(a + b, 0): NaN and -0 stay
@@ -182,10 +177,10 @@ struct Axpy {
     load<W>(v, x + i);
     if (accumulate) {
       load<W>(o, out + i);
-EW_UNROLL
+SIMCLR_UNROLL
       for (int k = 0; k < W; k++) o[k] += f * v[k];
     } else {
-EW_UNROLL
+SIMCLR_UNROLL
       for (int k = 0; k < W; k++) o[k] = 0.0f + f * v[k];
     }
     store<W>(out + i, o);
@@ -203,7 +198,7 @@ struct AddQuotient {
     const float g = to_f(dy[0]) / n;
     float o[W];
     load<W>(o, out + i);
-EW_UNROLL
+SIMCLR_UNROLL
     for (int k = 0; k < W; k++) o[k] += g;
     store<W>(out + i, o);
   }
@@ -326,16 +321,6 @@ void mean_bwd(S* dx, const S* dy, int64_t n, cudaStream_t st) {
   run_map<S>(AddQuotient<S>{dx, dy, static_cast<float>(n)}, n, aligned16(dx), st);
 }
 
-template <class T>
-using storage_t = std::conditional_t<std::is_same_v<T, float>, float, bf16_t>;
-template <class T>
-storage_t<T>* dev(T* p) {
-  return reinterpret_cast<storage_t<T>*>(p);
-}
-template <class T>
-const storage_t<T>* dev(const T* p) {
-  return reinterpret_cast<const storage_t<T>*>(p);
-}
 
 }  // namespace
 
@@ -345,14 +330,14 @@ const storage_t<T>* dev(const T* p) {
     shares(dev(dx), accumulate, dev(static_cast<T*>(nullptr)), false, dev(dy), dev(y), n, stream);               \
   }                                                                                                               \
   void add_forward(T* y, const T* a, const T* b, int64_t n, cudaStream_t stream) {                                \
-    add_fwd<storage_t<T>, false>(dev(y), dev(a), dev(b), n, stream);                                              \
+    add_fwd<device_type_t<T>, false>(dev(y), dev(a), dev(b), n, stream);                                              \
   }                                                                                                               \
   void add_backward(T* da, bool accumulate_a, T* db, bool accumulate_b, const T* dy, int64_t n,                   \
                     cudaStream_t stream) {                                                                        \
     shares(dev(da), accumulate_a, dev(db), accumulate_b, dev(dy), dev(static_cast<const T*>(nullptr)), n, stream); \
   }                                                                                                               \
   void add_relu_forward(T* y, const T* a, const T* b, int64_t n, cudaStream_t stream) {                           \
-    add_fwd<storage_t<T>, true>(dev(y), dev(a), dev(b), n, stream);                                               \
+    add_fwd<device_type_t<T>, true>(dev(y), dev(a), dev(b), n, stream);                                               \
   }                                                                                                               \
   void add_relu_backward(T* da, bool accumulate_a, T* db, bool accumulate_b, const T* dy, const T* y, int64_t n,  \
                          cudaStream_t stream) {                                                                   \

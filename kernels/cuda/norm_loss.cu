@@ -262,17 +262,6 @@ BadLabel check_labels_impl(const L* labels, int64_t N, int64_t K, void* stream) 
   return BadLabel{static_cast<int64_t>(row), static_cast<int64_t>(label)};
 }
 
-// The device type of T (::simclr::bf16 -> __nv_bfloat16, same bits).
-template <class T>
-using device_type_t = std::conditional_t<std::is_same_v<T, float>, float, bf16_t>;
-template <class T>
-device_type_t<T>* dev(T* p) {
-  return reinterpret_cast<device_type_t<T>*>(p);
-}
-template <class T>
-const device_type_t<T>* dev(const T* p) {
-  return reinterpret_cast<const device_type_t<T>*>(p);
-}
 
 }  // namespace
 

@@ -27,11 +27,6 @@
 #include "kernels/cuda/common.cuh"
 
 // The host compiler of the emulated build does not know the pragma.
-#ifdef SIMCLR_EMU
-#define POOL_UNROLL
-#else
-#define POOL_UNROLL _Pragma("unroll")
-#endif
 
 namespace simclr::SIMCLR_KNS {
 
@@ -170,7 +165,7 @@ __device__ __forceinline__ void gap_bwd_apply(S* dx, const S* dy, int64_t e, int
     S a[V], g[V];
     memcpy(static_cast<void*>(a), &rx, 16);
     memcpy(static_cast<void*>(g), &rg, 16);
-POOL_UNROLL
+SIMCLR_UNROLL
     for (int q = 0; q < V; q++) a[q] = from_f<S>(to_f(a[q]) + to_f(g[q]) * inv);
     float4 out;
     memcpy(&out, static_cast<const void*>(a), 16);
@@ -194,16 +189,6 @@ __global__ void __launch_bounds__(kThreads)
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <class T>
-using storage_t = std::conditional_t<std::is_same_v<T, float>, float, bf16_t>;
-template <class T>
-storage_t<T>* dev(T* p) {
-  return reinterpret_cast<storage_t<T>*>(p);
-}
-template <class T>
-const storage_t<T>* dev(const T* p) {
-  return reinterpret_cast<const storage_t<T>*>(p);
-}
 
 void check_shape(const char* what, const Pool2dShape& s) {
   SIMCLR_CHECK(s.N >= 0 && s.H >= 1 && s.W >= 1 && s.C >= 0 && s.k >= 1 && s.stride >= 1 && s.pad >= 0 &&

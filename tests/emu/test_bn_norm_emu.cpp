@@ -28,6 +28,7 @@
 #include "kernels/batchnorm.h"
 #include "kernels/norm_loss.h"
 #include "kernels/registry.h"
+#include "tests/emu/emu_row.h"
 #include "tests/guarded.h"
 
 using namespace simclr;
@@ -65,13 +66,7 @@ std::vector<T> to_t(const std::vector<double>& v) {
   return r;
 }
 
-template <template <class> class K, class T>
-const K<T>& emu_row() {
-  for (const KernelRow& r : emu::kernel_table())
-    if (r.op == K<T>::op && r.dtype == dtype_of<T>::value) return *static_cast<const K<T>*>(r.kernels);
-  FAIL("no emulated row for " << op_name(K<T>::op) << " " << dtype_name(dtype_of<T>::value));
-  throw 0;
-}
+using test::emu_row;
 
 // Every |got - ref| <= tol (NaN fails unless both are NaN); reports the worst.
 void expect_close(const std::string& what, const std::vector<double>& got, const std::vector<double>& ref,

@@ -34,18 +34,13 @@
 #include "kernels/conv2d.h"
 #include "kernels/elementwise.h"
 #include "kernels/registry.h"
+#include "tests/emu/emu_row.h"
 
 using namespace simclr;
 
 namespace {
 
-template <template <class> class K, class T>
-const K<T>& emu_row() {
-  for (const KernelRow& r : emu::kernel_table())
-    if (r.op == K<T>::op && r.dtype == dtype_of<T>::value) return *static_cast<const K<T>*>(r.kernels);
-  FAIL("no emulated row for " << op_name(K<T>::op) << " " << dtype_name(dtype_of<T>::value));
-  throw 0;
-}
+using test::emu_row;
 
 template <class T>
 double to_d(T v) {

@@ -38,6 +38,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/pool.h"
 #include "kernels/registry.h"
+#include "tests/emu/emu_row.h"
 #include "tests/guarded.h"
 
 using namespace simclr;
@@ -61,13 +62,7 @@ const char* tname() {
   return std::is_same_v<T, float> ? "f32" : "bf16";
 }
 
-template <template <class> class K, class T>
-const K<T>& emu_row() {
-  for (const KernelRow& r : emu::kernel_table())
-    if (r.op == K<T>::op && r.dtype == dtype_of<T>::value) return *static_cast<const K<T>*>(r.kernels);
-  FAIL("no emulated row for " << op_name(K<T>::op) << " " << dtype_name(dtype_of<T>::value));
-  throw 0;
-}
+using test::emu_row;
 template <template <class> class K>
 const K<double>& cpu_ref() {
   return kernels_for<K, double>(Device::cpu());

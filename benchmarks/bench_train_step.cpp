@@ -8,7 +8,7 @@
 //
 //   bench_train_step [--depth 18] [--width 0.25] [--stem cifar] [--channels 1] [--size 28]
 //                    [--views 512] [--threads 2] [--steps 10] [--warmup 2] [--json] [--no-profile]
-//                    [--device cpu|cuda|emu] [--conv-impl cudnn|ours]
+//                    [--device cpu|cuda|emu] [--conv-impl cudnn|ours] [--precision fp32|tf32|bf16]
 // On a GPU the timed steps are bracketed by device synchronisations (the
 // per-op table then shows host-side issue times, not kernel times).
 //
@@ -52,6 +52,7 @@ const char* kUsage =
     "  --warmup K     untimed steps first             (2)\n"
     "  --device D     cpu|cuda|cuda:K|emu             (cpu)\n"
     "  --conv-impl I  cudnn|ours (CUDA convolutions)  (cudnn)\n"
+    "  --precision P  fp32|tf32|bf16 (tf32, bf16: CUDA) (fp32)\n"
     "  --json         one JSON line instead of the table\n"
     "  --no-profile   skip the per-op table (its timers cost a little)\n";
 
@@ -73,7 +74,7 @@ long page_faults() {
 int main(int argc, char** argv) {
   int depth = 18, channels = 1, size = 28, views = 512, threads = 2, steps = 10, warmup = 2;
   double width = 0.25;
-  std::string stem = "cifar", device_name = "cpu", conv_impl = "cudnn";
+  std::string stem = "cifar", device_name = "cpu", conv_impl = "cudnn", precision = "fp32";
   bool json = false, profile = true;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -95,6 +96,7 @@ int main(int argc, char** argv) {
     else if (a == "--warmup") warmup = std::atoi(next());
     else if (a == "--device") device_name = next();
     else if (a == "--conv-impl") conv_impl = next();
+    else if (a == "--precision") precision = next();
     else if (a == "--json") json = true;
     else if (a == "--no-profile") profile = false;
     else {
@@ -117,6 +119,11 @@ int main(int argc, char** argv) {
     SIMCLR_CHECK(conv_impl == "cudnn" || conv_impl == "ours", "--conv-impl must be cudnn or ours, not '", conv_impl,
                  "'");
     if (device.is_cuda()) set_cuda_conv_impl(conv_impl == "ours" ? ConvImpl::ours : ConvImpl::cudnn);
+    SIMCLR_CHECK(precision == "fp32" || precision == "tf32" || precision == "bf16",
+                 "--precision must be fp32, tf32 or bf16, not '", precision, "'");
+    SIMCLR_CHECK(precision != "bf16" || device.runs_cuda_code(),
+                 "--precision bf16 needs --device cuda or emu: the CPU backend has no bf16 kernels");
+    if (device.is_cuda()) set_cuda_math(precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32);
     auto sync = [&] {
       if (device.is_cuda()) cuda_synchronize(device.index);
     };
@@ -129,6 +136,7 @@ int main(int argc, char** argv) {
     SimclrModel m(rc, &hc);
     m.init(0);
     m.to(device);
+    m.compute_dtype = precision == "bf16" ? DType::bf16 : DType::f32;
     Lars opt(LarsConfig{}, m.store);
     Tensor xh = Tensor::empty({views, size, size, channels}, DType::f32);
     init_normal(xh, 1.0, 1, 2);

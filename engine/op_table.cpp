@@ -7,7 +7,7 @@ namespace {
 constexpr const char* kOpNames[] = {
     "relu",       "add",           "add_relu",      "sum_product",   "mean",   "scale",
     "linear",     "conv2d",        "max_pool2d",    "global_avg_pool",
-    "batch_norm", "l2_normalize",  "cross_entropy", "ntxent",
+    "batch_norm", "l2_normalize",  "cross_entropy", "ntxent", "cast",
 };
 static_assert(sizeof(kOpNames) / sizeof(kOpNames[0]) == static_cast<size_t>(Op::COUNT),
               "kOpNames out of sync with enum Op");

@@ -22,6 +22,7 @@ enum class Op : uint8_t {
   l2_normalize,
   cross_entropy,
   ntxent,
+  cast,
   COUNT
 };
 

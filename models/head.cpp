@@ -67,7 +67,8 @@ Tensor ProjectionHead::forward(const Tensor& h, bool training, Communicator* com
   for (const Layer& L : layers_) {
     {
       OpTimer t("linear");
-      x = linear(x, ps[L.weight].value, L.bias == kNoParam ? Tensor() : ps[L.bias].value);
+      // weights in x's dtype (bf16 copies of the f32 masters under bf16; the masters otherwise)
+      x = linear(x, cast(ps[L.weight].value, x.dtype()), L.bias == kNoParam ? Tensor() : cast(ps[L.bias].value, x.dtype()));
     }
     if (cfg_.bn) {
       x = apply_batch_norm(*store_, x, L.gamma, L.beta, L.mean, L.var, L.count, training, cfg_.bn_momentum,

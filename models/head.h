@@ -37,7 +37,8 @@ class ProjectionHead {
  public:
   ProjectionHead(const HeadConfig& cfg, int64_t in_dim, ParamStore& store, const std::string& prefix = "head.");
   void init(uint64_t seed);
-  // h[N,F] -> z[N,out] (not normalised; NT-Xent normalises).
+  // h[N,F] -> z[N,out] in h's dtype (f32, or bf16: weights cast from their
+  // f32 masters, as ResNet::forward) (not normalised; NT-Xent normalises).
   Tensor forward(const Tensor& h, bool training, Communicator* comm = nullptr);
   const HeadConfig& config() const { return cfg_; }
 

@@ -25,8 +25,10 @@ Tensor apply_batch_norm(ParamStore& store, const Tensor& x, size_t gamma, size_t
   opt.eps = eps;
   opt.comm = comm;
   opt.relu = relu;
-  Tensor g = gamma == kNoParam ? Tensor() : ps[gamma].value;
-  Tensor b = beta == kNoParam ? Tensor() : ps[beta].value;
+  // gamma/beta in x's dtype (bf16 copies of the f32 masters under bf16; the
+  // f32 tensors themselves otherwise); the running statistics stay f32.
+  Tensor g = gamma == kNoParam ? Tensor() : cast(ps[gamma].value, x.dtype());
+  Tensor b = beta == kNoParam ? Tensor() : cast(ps[beta].value, x.dtype());
   Tensor y;
   {
     OpTimer t(relu ? "batch_norm+relu" : "batch_norm");
@@ -143,7 +145,9 @@ Tensor ResNet::conv_bn(const ConvBN& cb, const Tensor& x, bool training, Communi
   Tensor y;
   {
     OpTimer t("conv2d");
-    y = conv2d(x, store_->params()[cb.conv].value, cb.stride, cb.pad);
+    // the weight in x's dtype: a bf16 copy of the f32 master under bf16 (its gradient flows
+    // back through the cast into the f32 gradient), the master itself otherwise
+    y = conv2d(x, cast(store_->params()[cb.conv].value, x.dtype()), cb.stride, cb.pad);
   }
   return apply_batch_norm(*store_, y, cb.gamma, cb.beta, cb.mean, cb.var, cb.count, training, cfg_.bn_momentum,
                           cfg_.bn_eps, comm, relu);

@@ -62,7 +62,9 @@ class ResNet {
   // torchvision's initialisation, deterministic from seed.
   void init(uint64_t seed);
 
-  // x[N,H,W,C_in] -> h[N,F]. training: BN uses batch statistics and updates
+  // x[N,H,W,C_in] -> h[N,F] in x's dtype: f32, or bf16 (the mixed-precision
+  // step: every conv weight and BN gamma/beta cast from its f32 master to bf16,
+  // the running statistics kept f32; CUDA devices only). training: BN uses batch statistics and updates
   // its running statistics and num_batches_tracked; else the running ones.
   // comm (optional): global BN across ranks.
   Tensor forward(const Tensor& x, bool training, Communicator* comm = nullptr);

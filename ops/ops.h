@@ -32,6 +32,12 @@ Tensor sum_product(const Tensor& a, const Tensor& r);
 Tensor mean(const Tensor& x);                   // mean of all elements, 1-element tensor
 Tensor scale(const Tensor& x, double s);        // x * s
 
+// ---- element type: y = x converted to dtype (x itself when it has that
+// dtype). Backward: dx += dy converted back into x's dtype (the gradient of
+// a bf16 copy of an f32 weight accumulates into the f32 gradient). CPU: every
+// pair of f32, f64, bf16; CUDA: f32 <-> bf16 (kernels/cast.h).
+Tensor cast(const Tensor& x, DType dtype);
+
 // ---- dense
 // y[N,O] = x[N,I] w[O,I]^T + b[O]; b may be undefined (no bias).
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);

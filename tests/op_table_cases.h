@@ -56,6 +56,7 @@ struct OpOptions {
   double tau = 0.1;                     // ntxent
   int ksplit = 0, ranks = 1;            // ntxent CUDA kernels: key split (0 auto), simulated ranks
   bool emulate = true;                  // dev rows: false = GPU only (minutes under the emulator)
+  DType cast_to = DType::f32;           // cast: the row applies cast(cast(x, cast_to), x's dtype), a round trip
 };
 
 struct OpCase {
@@ -218,6 +219,20 @@ inline constexpr Tol kDevGemmBf16{2e-2, 2e-2,
                                   "<= 2^-8, partly cancelling in the sum (normwise ~2^-8 = 3.9e-3 typical, a few "
                                   "times that at the largest entry), fp32 accumulation, one bf16 rounding of "
                                   "the output (2^-9); a wrong tap is O(1)"};
+
+// cast (kernels/cast.h): the rows apply the round trip cast(cast(x, to), x's dtype)
+inline constexpr Tol kCastFd{0, 5e-2,
+                             "the round trip f64 -> f32 -> f64 moves each value by <= 2^-25|x| (|x| < 1): a "
+                             "central difference with h = 1e-6 carries <= 2·2^-25/(2h) = 3e-2 of the unit "
+                             "derivative (observed 1.5e-2); a missing, doubled or negated gradient is off by >= 1"};
+inline constexpr Tol kCastExact{0, 0,
+                                "every path rounds the same value once to f32, then to bf16 (RNE) and widens "
+                                "exactly; the cotangent likewise: bit-identical to float64 through the same "
+                                "roundings"};
+inline constexpr Tol kDevCastBf16{0x1p-8, 0x1p-8,
+                                  "the bf16 input (and cotangent) is x rounded to bf16, <= 2^-9 relative per "
+                                  "element (through f32: + 2^-25); widening to f32 and back is exact: <= 2^-8 "
+                                  "with margin (observed 1.95e-3 = 2^-9), a wrong element is O(1)"};
 
 // The device tolerance of (op, dtype) for the rows that do not set one (an
 // op listed here has a CUDA twin, kernels/cuda/table.cu): every f32 row of
@@ -452,6 +467,17 @@ inline const std::vector<OpCase>& op_cases() {
             kDevBf16Norm),
     };
     r.insert(r.end(), bf16_rows.begin(), bf16_rows.end());
+    // ---- cast: round trips (opt.cast_to) f64/f32 <-> f32/bf16; the CPU has every pair, CUDA f32 <-> bf16
+    const std::vector<OpCase> cast_rows = {
+        row(Op::cast, "3x4 through f32", S{{3, 4}}, {.cast_to = DType::f32}, DType::f32, kExact, kCastFd, kExact),
+        row(Op::cast, "2x7x7x13 through bf16", S{{2, 7, 7, 13}}, {.cast_to = DType::bf16}, DType::f32, kCastExact,
+            {}, kCastExact, {}, kCastExact),
+        row(Op::cast, "odd 1001 through bf16", S{{1001}}, {.cast_to = DType::bf16}, DType::f32, kCastExact, {},
+            kCastExact, {}, kCastExact),
+        row(Op::cast, "2x7x7x13 bf16 through f32", S{{2, 7, 7, 13}}, {.cast_to = DType::f32}, DType::bf16, {}, {},
+            {}, {}, kDevCastBf16),
+    };
+    r.insert(r.end(), cast_rows.begin(), cast_rows.end());
     return r;
   }();
   return rows;

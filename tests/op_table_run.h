@@ -86,6 +86,7 @@ inline Inputs make_inputs(const OpCase& c, uint64_t seed) {
       break;
     case Op::mean:
     case Op::scale:
+    case Op::cast:
     case Op::global_avg_pool:
     case Op::ntxent: in.diff = {rand_tensor(s, seed)}; break;
     case Op::linear:
@@ -169,6 +170,7 @@ inline Tensor apply(const OpCase& c, const std::vector<Tensor>& d, const Inputs&
     case Op::l2_normalize: return l2_normalize(d[0], c.opt.eps);
     case Op::cross_entropy: return cross_entropy(d[0], in.fixed[0]);
     case Op::ntxent: return ntxent(d[0], c.opt.tau);
+    case Op::cast: return cast(cast(d[0], c.opt.cast_to), d[0].dtype());
     case Op::COUNT: break;
   }
   FAIL("no call for op " << op_name(c.op));

@@ -197,6 +197,11 @@ Tensor reference(const OpCase& c, const Inputs& in) {
       return scalar(total / static_cast<double>(N));
     }
     case Op::ntxent: return scalar(naive_ntxent(x, c.opt.tau));
+    case Op::cast:  // f64 -> f32 (one rounding) -> [bf16 (RNE)] -> back, exact widening
+      return map([&](int64_t i) {
+        const float f = static_cast<float>(x.at(i));
+        return c.opt.cast_to == DType::bf16 ? static_cast<double>(static_cast<float>(bf16(f))) : static_cast<double>(f);
+      });
     case Op::COUNT: break;
   }
   FAIL("no reference for op " << op_name(c.op));

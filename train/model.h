@@ -15,6 +15,10 @@ struct SimclrModel {
   ParamStore store;
   std::unique_ptr<ResNet> encoder;
   std::unique_ptr<ProjectionHead> head;  // null when built without the head
+  // The step's activation dtype (train.precision): f32, or bf16 (train_step casts
+  // the views to bf16 and z back to f32; weights, gradients, optimiser state, BN
+  // running statistics and the loss stay f32). bf16 needs a CUDA device (cuda, emu).
+  DType compute_dtype = DType::f32;
   SimclrModel(const ResNetConfig& model, const HeadConfig* head_cfg);
   // Deterministic init of every parameter and buffer from seed (on the CPU).
   void init(uint64_t seed);

@@ -14,8 +14,11 @@ StepResult train_step(const Tensor& views, SimclrModel& model, Optimizer& optimi
                       Communicator* comm, const LossFilter& loss_filter) {
   SIMCLR_CHECK(model.head != nullptr, "train_step: the model was built without its projection head");
   model.store.zero_grad();
-  Tensor h = model.encoder->forward(views, true);
-  Tensor z = model.head->forward(h, true);
+  // bf16: the views cast to bf16 (the whole forward follows its input's dtype) and z
+  // back to f32, so the loss and its gradient are the fp32 NT-Xent (V x out values: a
+  // negligible cast); f32: both casts are the identity (no op, no tape entry).
+  Tensor h = model.encoder->forward(cast(views, model.compute_dtype), true);
+  Tensor z = cast(model.head->forward(h, true), DType::f32);
   Tensor loss;
   {
     OpTimer t("ntxent");

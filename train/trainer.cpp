@@ -56,8 +56,9 @@ std::string missing_step_ops(DeviceKind kind) {
 }  // namespace
 
 void apply_precision(const TrainConfig& tc, Device device) {
-  SIMCLR_CHECK(tc.precision != "bf16", "train.precision = \"bf16\": the bf16 training step (bf16 activations, fp32 "
-                                       "master weights) is not implemented yet; use fp32 or tf32");
+  SIMCLR_CHECK(tc.precision != "bf16" || device.runs_cuda_code(),
+               "train.precision = \"bf16\" needs a CUDA device (train.device = cuda or emu): the CPU backend has no "
+               "bf16 kernels (convolution, batch norm, linear); use fp32 on ", device.str());
   if (!device.is_cuda()) return;  // tf32 and the convolution choices concern CUDA only
   set_cuda_math(tc.precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32);
   set_cuda_conv_impl(tc.conv_impl == "ours" ? ConvImpl::ours : ConvImpl::cudnn);
@@ -263,6 +264,7 @@ void TrainRun::build_model() {
   model_ = std::make_unique<SimclrModel>(cfg_.model, &cfg_.head);
   model_->init(tc_.seed);
   model_->to(device_);
+  model_->compute_dtype = tc_.precision == "bf16" ? DType::bf16 : DType::f32;  // apply_precision checked the device
   optim_ = make_optimizer(cfg_.optimizer, model_->store);
 }
 

@@ -53,7 +53,7 @@ int set_compute_threads(int threads);
 // build without the emulator, is an error naming the reason.
 Device resolve_device(const std::string& requested, std::string* note);
 // train.precision / conv_impl / deterministic for the CUDA backend (engine/device.h);
-// bf16 is refused until the bf16 step exists.
+// bf16 (the bf16 step, SimclrModel::compute_dtype) needs a CUDA device: refused on the CPU.
 void apply_precision(const TrainConfig& tc, Device device);
 
 // Test seams of train(), called at fixed points of the loop; empty ones cost nothing.

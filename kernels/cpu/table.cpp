@@ -4,6 +4,7 @@
 // this table and nothing else: an op gains the CPU backend by its two rows
 // here (f32 and f64; f64 serves the gradient checks).
 #include "kernels/batchnorm.h"
+#include "kernels/cast.h"
 #include "kernels/conv2d.h"
 #include "kernels/elementwise.h"
 #include "kernels/norm_loss.h"
@@ -63,13 +64,19 @@ constexpr NtxentKernels<T> ntxent_k{
     .backward = &ntxent_loss_backward<T>,
 };
 
+// cast: every pair of f32, f64, bf16 (the bf16 row serves the casts back from
+// bf16 activations; the CPU has no other bf16 kernel).
+template <class T>
+constexpr CastKernels<T> cast_k{&cast_kernel<T, float>, &cast_kernel<T, double>, &cast_kernel<T, bf16>};
+
 // Both rows (f32, f64) of one kernel set.
 #define ROWS(set) kernel_row(set<float>), kernel_row(set<double>)
 constexpr KernelRow kRows[] = {
     ROWS(relu_k),         ROWS(add_k),           ROWS(add_relu_k),   ROWS(sum_product_k),
     ROWS(mean_k),         ROWS(scale_k),         ROWS(linear_k),     ROWS(conv2d_k),
     ROWS(max_pool2d_k),   ROWS(global_avg_pool_k), ROWS(batch_norm_k), ROWS(l2_normalize_k),
-    ROWS(cross_entropy_k), ROWS(ntxent_k),
+    ROWS(cross_entropy_k), ROWS(ntxent_k),        ROWS(cast_k),
+    kernel_row(cast_k<bf16>),
 };
 #undef ROWS
 }  // namespace

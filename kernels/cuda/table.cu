@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "kernels/batchnorm.h"
+#include "kernels/cast.h"
 #include "kernels/conv2d.h"
 #include "kernels/elementwise.h"
 #include "kernels/norm_loss.h"
@@ -215,6 +216,14 @@ template <class T>
 constexpr LinearKernels<T> linear_k{&linear_fwd<T>, &linear_bwd<T>};
 // ---- end conv2d + linear (h3)
 
+// ---- cast (h5): kernels/cuda/cast.cu, f32 <-> bf16
+constexpr CastKernels<float> cast_f32_k{
+    nullptr, nullptr,
+    [](::simclr::bf16* y, bool acc, const float* x, int64_t n) { cast_f32_to_bf16(y, acc, x, n, engine_stream()); }};
+constexpr CastKernels<::simclr::bf16> cast_bf16_k{
+    [](float* y, bool acc, const ::simclr::bf16* x, int64_t n) { cast_bf16_to_f32(y, acc, x, n, engine_stream()); },
+    nullptr, nullptr};
+
 constexpr KernelRow kRows[] = {
     kernel_row(ntxent_k<float>),
     kernel_row(ntxent_k<::simclr::bf16>),
@@ -247,6 +256,9 @@ constexpr KernelRow kRows[] = {
     kernel_row(conv2d_k<::simclr::bf16>),
     kernel_row(linear_k<float>),
     kernel_row(linear_k<::simclr::bf16>),
+    // ---- cast (h5)
+    kernel_row(cast_f32_k),
+    kernel_row(cast_bf16_k),
 };
 
 }  // namespace

@@ -322,7 +322,7 @@ do_test() {
 
 # The training step against PyTorch on the same GPU (issue 13's targets):
 # ResNet-18 CIFAR stem 32x32x3, 512 views, fp32 (and ours vs cuDNN convolutions);
-# ResNet-50 at 224x224x3, 512 views, fp32/tf32 against PyTorch eager and AMP bf16.
+# ResNet-50 at 224x224x3, 512 views, bf16 and fp32 against PyTorch AMP bf16 and eager fp32.
 do_step_bench() {
   local rc=0 b="$BUILD_DIR/bench_train_step"
   [ -x "$b" ] || { note "bench_train_step not built: run the build stage"; return 1; }
@@ -331,7 +331,8 @@ do_step_bench() {
   step "step bench: ResNet-18/32 ours (cuDNN)" step_r18_ours.log "$b" "${r18[@]}" --device cuda --steps 20 --warmup 3 || rc=1
   step "step bench: ResNet-18/32 PyTorch eager" step_r18_torch.log "$PYTHON" "$repo/benchmarks/train_step_torch.py" "${r18[@]}" --device cuda --steps 20 --warmup 3 || rc=1
   step "step bench: ResNet-18/32 ours (our convs)" step_r18_ourconv.log "$b" "${r18[@]}" --device cuda --conv-impl ours --steps 10 --warmup 2 --no-profile || rc=1
-  step "step bench: ResNet-50/224 ours (cuDNN fp32)" step_r50_ours.log "$b" "${r50[@]}" --device cuda --steps 5 --warmup 2 || rc=1
+  step "step bench: ResNet-50/224 ours (cuDNN bf16)" step_r50_ours_bf16.log "$b" "${r50[@]}" --device cuda --precision bf16 --steps 5 --warmup 2 || rc=1
+  step "step bench: ResNet-50/224 ours (cuDNN fp32)" step_r50_ours.log "$b" "${r50[@]}" --device cuda --steps 5 --warmup 2 --no-profile || rc=1
   step "step bench: ResNet-50/224 PyTorch AMP bf16" step_r50_torch_amp.log "$PYTHON" "$repo/benchmarks/train_step_torch.py" "${r50[@]}" --device cuda --amp --steps 5 --warmup 2 || rc=1
   step "step bench: ResNet-50/224 PyTorch eager fp32" step_r50_torch.log "$PYTHON" "$repo/benchmarks/train_step_torch.py" "${r50[@]}" --device cuda --steps 5 --warmup 2 || rc=1
   return $rc

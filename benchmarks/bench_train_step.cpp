@@ -162,15 +162,15 @@ int main(int argc, char** argv) {
     if (json) {
       std::printf("{\"impl\": \"simclr %s\", \"depth\": %d, \"width\": %g, \"views\": %d, \"size\": %d, \"threads\": %d, "
                   "\"steps\": %d, \"step_ms\": %.3f, \"views_per_s\": %.3f, \"cpu_s_per_step\": %.4f, \"loss\": %.6f, "
-                  "\"conv\": \"%s\", \"device\": \"%s\"}\n",
+                  "\"conv\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\"}\n",
                   SIMCLR_GIT_COMMIT, depth, width, views, size, threads, steps, 1000 * dt, views / dt, cpu, loss,
-                  conv.c_str(), device.str().c_str());
+                  conv.c_str(), device.str().c_str(), precision.c_str());
       return 0;
     }
     std::printf("machine: %d cores; BLAS: %s; conv: %s; commit %s\n", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)),
                 blas_info().c_str(), conv.c_str(), SIMCLR_GIT_COMMIT);
-    std::printf("ResNet-%d width %g, %s stem, %dx%dx%d, %d views/step, %d threads, %d timed steps, device %s\n", depth,
-                width, stem.c_str(), size, size, channels, views, threads, steps, device.str().c_str());
+    std::printf("ResNet-%d width %g, %s stem, %dx%dx%d, %d views/step, %d threads, %d timed steps, device %s, %s\n", depth,
+                width, stem.c_str(), size, size, channels, views, threads, steps, device.str().c_str(), precision.c_str());
     std::printf("simclr: %8.1f ms/step  %8.1f views/s  %6.3f CPU-s/step  %.0f page faults/step  (loss %.4f)\n",
                 1000 * dt, views / dt, cpu, faults, loss);
     if (profile) {

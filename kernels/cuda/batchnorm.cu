@@ -53,15 +53,6 @@ constexpr int64_t kTargetBlocks = 4096;
 constexpr int kThreads = 256;  // elementwise and per-channel kernels
 constexpr int64_t kMaxGrid = 1 << 16;
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(bf16_t x) { return __bfloat162float(x); }
-template <class S>
-__device__ __forceinline__ S from_float(float x) {
-  if constexpr (std::is_same_v<S, float>)
-    return x;
-  else
-    return __float2bfloat16_rn(x);
-}
 template <class S>
 __device__ __forceinline__ S from_double(double x) {
   return from_float<S>(static_cast<float>(x));  // bf16: via float (a second rounding, below bf16's resolution)

@@ -20,22 +20,13 @@ using bf16_t = __nv_bfloat16;
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 4096;
 
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(bf16_t x) { return __bfloat162float(x); }
-template <class D>
-__device__ __forceinline__ D from_f(float x) {
-  if constexpr (std::is_same_v<D, float>)
-    return x;
-  else
-    return __float2bfloat16_rn(x);
-}
 
 template <class S, class D>
 __global__ void __launch_bounds__(kThreads) cast_kernel(D* y, const S* x, int64_t n, int accumulate) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const float v = to_f(x[i]);
-    y[i] = from_f<D>(accumulate ? to_f(y[i]) + v : v);
+    const float v = to_float(x[i]);
+    y[i] = from_float<D>(accumulate ? to_float(y[i]) + v : v);
   }
 }
 

@@ -82,6 +82,17 @@ const device_type_t<T>* dev(const T* p) {
   return reinterpret_cast<const device_type_t<T>*>(p);
 }
 
+// Device element <-> fp32 (bf16: round to nearest even on the way back).
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <class S>
+__device__ __forceinline__ S from_float(float x) {
+  if constexpr (std::is_same_v<S, float>)
+    return x;
+  else
+    return __float2bfloat16_rn(x);
+}
+
 namespace detail {
 
 #ifndef SIMCLR_EMU

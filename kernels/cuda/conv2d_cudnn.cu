@@ -286,7 +286,7 @@ void backward_impl(T* dx, bool dx_accumulate, T* dw, const T* dy, const T* x, co
     if (dx_accumulate) {
       lib::StreamScratch tmp(static_cast<size_t>(nx) * sizeof(T), stream, device);
       run(c, device, h, tmp.get(), const_cast<T*>(w), const_cast<T*>(dy), stream, sizeof(T));
-      lib::accumulate(lib::dev(dx), lib::dev(tmp.as<T>()), nx, stream);
+      lib::accumulate(dev(dx), dev(tmp.as<T>()), nx, stream);
     } else {
       run(c, device, h, dx, const_cast<T*>(w), const_cast<T*>(dy), stream, sizeof(T));
     }
@@ -297,7 +297,7 @@ void backward_impl(T* dx, bool dx_accumulate, T* dw, const T* dy, const T* x, co
     CUDNN_CTX_CHECK(cudnnSetStream(h, stream), c);
     lib::StreamScratch tmp(static_cast<size_t>(nw) * sizeof(T), stream, device);
     run(c, device, h, const_cast<T*>(x), tmp.get(), const_cast<T*>(dy), stream, sizeof(T));
-    lib::accumulate(lib::dev(dw), lib::dev(tmp.as<T>()), nw, stream);
+    lib::accumulate(dev(dw), dev(tmp.as<T>()), nw, stream);
   }
 }
 

@@ -37,15 +37,6 @@ using bf16_t = __nv_bfloat16;
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 4096;  // grid-stride beyond that (about 30 blocks per SM on an H100)
 
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(bf16_t x) { return __bfloat162float(x); }
-template <class S>
-__device__ __forceinline__ S from_f(float x) {
-  if constexpr (std::is_same_v<S, float>)
-    return x;
-  else
-    return __float2bfloat16_rn(x);
-}
 template <class S>
 __device__ __forceinline__ S from_d(double x) {
   if constexpr (std::is_same_v<S, float>)
@@ -62,26 +53,26 @@ constexpr int kVec = 16 / static_cast<int>(sizeof(S));
 template <int W, class S>
 __device__ __forceinline__ void load(float (&v)[W], const S* p) {
   if constexpr (W == 1) {
-    v[0] = to_f(p[0]);
+    v[0] = to_float(p[0]);
   } else {
     static_assert(W == kVec<S>, "load: one 16-byte vector");
     const float4 raw = *reinterpret_cast<const float4*>(p);
     S e[W];
     memcpy(static_cast<void*>(e), &raw, 16);
 SIMCLR_UNROLL
-    for (int k = 0; k < W; k++) v[k] = to_f(e[k]);
+    for (int k = 0; k < W; k++) v[k] = to_float(e[k]);
   }
 }
 
 template <int W, class S>
 __device__ __forceinline__ void store(S* p, const float (&v)[W]) {
   if constexpr (W == 1) {
-    p[0] = from_f<S>(v[0]);
+    p[0] = from_float<S>(v[0]);
   } else {
     static_assert(W == kVec<S>, "store: one 16-byte vector");
     S e[W];
 SIMCLR_UNROLL
-    for (int k = 0; k < W; k++) e[k] = from_f<S>(v[k]);
+    for (int k = 0; k < W; k++) e[k] = from_float<S>(v[k]);
     float4 raw;
     memcpy(&raw, static_cast<const void*>(e), 16);
     *reinterpret_cast<float4*>(p) = raw;
@@ -172,7 +163,7 @@ struct Axpy {
   bool accumulate;
   template <int W>
   __device__ void apply(int64_t i) const {
-    const float f = a_ptr ? to_f(a_ptr[0]) : a;
+    const float f = a_ptr ? to_float(a_ptr[0]) : a;
     float v[W], o[W];
     load<W>(v, x + i);
     if (accumulate) {
@@ -195,7 +186,7 @@ struct AddQuotient {
   float n;
   template <int W>
   __device__ void apply(int64_t i) const {
-    const float g = to_f(dy[0]) / n;
+    const float g = to_float(dy[0]) / n;
     float o[W];
     load<W>(o, out + i);
 SIMCLR_UNROLL
@@ -254,8 +245,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kThreads;
   double s = 0.0;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
-    const double v = static_cast<double>(to_f(a[i]));
-    s += r ? v * static_cast<double>(to_f(r[i])) : v;
+    const double v = static_cast<double>(to_float(a[i]));
+    s += r ? v * static_cast<double>(to_float(r[i])) : v;
   }
   s = block_sum(s, red);
   if (threadIdx.x == 0) {

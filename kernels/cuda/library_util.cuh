@@ -30,18 +30,6 @@ void cuda_free(void* p, size_t bytes, int device);
 
 namespace simclr::gpu::lib {
 
-// The device element type of an engine element type (same bits).
-template <class T> struct device_type { using type = T; };
-template <> struct device_type<::simclr::bf16> { using type = __nv_bfloat16; };
-template <class T> using device_t = typename device_type<T>::type;
-template <class T> device_t<T>* dev(T* p) { return reinterpret_cast<device_t<T>*>(p); }
-template <class T> const device_t<T>* dev(const T* p) { return reinterpret_cast<const device_t<T>*>(p); }
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <class D> __device__ __forceinline__ D from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // The largest power of two <= cap that divides the address (what a library
 // may assume about a pointer when it picks vectorised kernels).

@@ -245,13 +245,13 @@ __global__ void column_sum_kernel(D* __restrict__ db, const D* __restrict__ dy, 
   const int64_t o = static_cast<int64_t>(blockIdx.x) * 32 + tx;
   float s = 0.0f;
   if (o < O)
-    for (int64_t n = ty; n < N; n += 8) s += lib::to_float(dy[n * O + o]);
+    for (int64_t n = ty; n < N; n += 8) s += to_float(dy[n * O + o]);
   part[ty][tx] = s;
   __syncthreads();
   if (ty == 0 && o < O) {
     float t = 0.0f;
     for (int r = 0; r < 8; r++) t += part[r][tx];
-    db[o] = lib::from_float<D>(lib::to_float(db[o]) + t);
+    db[o] = from_float<D>(to_float(db[o]) + t);
   }
 }
 
@@ -263,11 +263,11 @@ template <class T>
 void forward_impl(T* y, const T* x, const T* w, const T* b, int64_t N, int64_t I, int64_t O, cudaStream_t stream) {
   check_sizes(N, I, O);
   if (N == 0 || O == 0) return;
-  auto* yd = lib::dev(y);
-  const auto* bd = lib::dev(b);
+  auto* yd = dev(y);
+  const auto* bd = dev(b);
   if (I == 0) {  // an empty product: y = b (or 0)
     if (b) {
-      launch_nobarrier(fill_rows_kernel<lib::device_t<T>>, dim3(static_cast<unsigned>(std::min<int64_t>(ceil_div(N * O, 256), 8192))),
+      launch_nobarrier(fill_rows_kernel<device_type_t<T>>, dim3(static_cast<unsigned>(std::min<int64_t>(ceil_div(N * O, 256), 8192))),
                        dim3(256), 0, stream, yd, bd, N, O);
     } else {
       CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(N * O) * sizeof(T), stream));
@@ -285,7 +285,7 @@ void forward_impl(T* y, const T* x, const T* w, const T* b, int64_t N, int64_t I
       return;
     }
     // no algorithm with the bias epilogue for these pointers: y = b rows, then y += x w^T
-    launch_nobarrier(fill_rows_kernel<lib::device_t<T>>, dim3(static_cast<unsigned>(std::min<int64_t>(ceil_div(N * O, 256), 8192))),
+    launch_nobarrier(fill_rows_kernel<device_type_t<T>>, dim3(static_cast<unsigned>(std::min<int64_t>(ceil_div(N * O, 256), 8192))),
                      dim3(256), 0, stream, yd, bd, N, O);
   }
   const Ctx c = make_ctx<T>(Product::forward, N, I, O);
@@ -315,8 +315,8 @@ void backward_impl(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int
     matmul(h, device, c, *g, x, dy, dw, 1.0f, nullptr, stream);
   }
   if (db && N > 0 && O > 0) {
-    launch(column_sum_kernel<lib::device_t<T>>, dim3(static_cast<unsigned>(ceil_div(O, 32))), dim3(32, 8), 0, stream,
-           lib::dev(db), lib::dev(dy), N, O);
+    launch(column_sum_kernel<device_type_t<T>>, dim3(static_cast<unsigned>(ceil_div(O, 32))), dim3(32, 8), 0, stream,
+           dev(db), dev(dy), N, O);
   }
 }
 

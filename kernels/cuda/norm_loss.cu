@@ -41,15 +41,6 @@ constexpr int kCeThreads = 128;  // threads per row of the cross-entropy forward
 constexpr int kThreads = 256;    // elementwise kernels and the mean
 constexpr int64_t kMaxGrid = 1 << 16;
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(bf16_t x) { return __bfloat162float(x); }
-template <class S>
-__device__ __forceinline__ S from_float(float x) {
-  if constexpr (std::is_same_v<S, float>)
-    return x;
-  else
-    return __float2bfloat16_rn(x);
-}
 
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 

@@ -169,15 +169,6 @@ __device__ __forceinline__ uint32_t swz(int r, int c) {
   return static_cast<uint32_t>(r * kRowBytes + ((c ^ (r & 7)) << 4));
 }
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(bf16_t x) { return __bfloat162float(x); }
-template <class T>
-__device__ __forceinline__ T from_float(float x) {
-  if constexpr (std::is_same_v<T, float>)
-    return x;
-  else
-    return __float2bfloat16_rn(x);
-}
 
 __device__ __forceinline__ float warp_sum(float v) {
 NTX_UNROLL

@@ -37,15 +37,6 @@ using bf16_t = __nv_bfloat16;
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 8192;
 
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(bf16_t x) { return __bfloat162float(x); }
-template <class S>
-__device__ __forceinline__ S from_f(float x) {
-  if constexpr (std::is_same_v<S, float>)
-    return x;
-  else
-    return __float2bfloat16_rn(x);
-}
 __device__ __forceinline__ bool is_nan(float x) { return x != x; }
 
 template <class S>
@@ -81,7 +72,7 @@ __global__ void __launch_bounds__(kThreads)
         if (iw < 0 || iw >= W) continue;
         const int64_t pos = ih * W + iw;
         const S v = xn[pos * C];
-        const float vf = to_f(v);
+        const float vf = to_float(v);
         if (first || vf > bestf || (is_nan(vf) && !is_nan(bestf))) {
           best = v;
           bestf = vf;
@@ -129,13 +120,13 @@ __global__ void __launch_bounds__(kThreads)
       for (int64_t wo = w0; wo <= w1; wo++) {
         const int64_t o = base + (ho * Wo + wo) * C;
         if (arg[o] == pos) {
-          if (!hit) acc = to_f(dx[e]);
-          acc += to_f(dy[o]);
+          if (!hit) acc = to_float(dx[e]);
+          acc += to_float(dy[o]);
           hit = true;
         }
       }
     }
-    if (hit) dx[e] = from_f<S>(acc);  // untouched elements keep their bits (as the CPU leaves them)
+    if (hit) dx[e] = from_float<S>(acc);  // untouched elements keep their bits (as the CPU leaves them)
   }
 }
 
@@ -148,8 +139,8 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t c = o % C, n = o / C;
     const S* p = x + n * HW * C + c;
     float s = 0.0f;
-    for (int64_t i = 0; i < HW; i++) s += to_f(p[i * C]);
-    y[o] = from_f<S>(s / static_cast<float>(HW));
+    for (int64_t i = 0; i < HW; i++) s += to_float(p[i * C]);
+    y[o] = from_float<S>(s / static_cast<float>(HW));
   }
 }
 
@@ -158,7 +149,7 @@ template <int V, class S>
 __device__ __forceinline__ void gap_bwd_apply(S* dx, const S* dy, int64_t e, int64_t HWC, int64_t C, float inv) {
   const int64_t n = e / HWC, c = e % C;
   if constexpr (V == 1) {
-    dx[e] = from_f<S>(to_f(dx[e]) + to_f(dy[n * C + c]) * inv);
+    dx[e] = from_float<S>(to_float(dx[e]) + to_float(dy[n * C + c]) * inv);
   } else {
     const float4 rx = *reinterpret_cast<const float4*>(dx + e);
     const float4 rg = *reinterpret_cast<const float4*>(dy + n * C + c);
@@ -166,7 +157,7 @@ __device__ __forceinline__ void gap_bwd_apply(S* dx, const S* dy, int64_t e, int
     memcpy(static_cast<void*>(a), &rx, 16);
     memcpy(static_cast<void*>(g), &rg, 16);
 SIMCLR_UNROLL
-    for (int q = 0; q < V; q++) a[q] = from_f<S>(to_f(a[q]) + to_f(g[q]) * inv);
+    for (int q = 0; q < V; q++) a[q] = from_float<S>(to_float(a[q]) + to_float(g[q]) * inv);
     float4 out;
     memcpy(&out, static_cast<const void*>(a), 16);
     *reinterpret_cast<float4*>(dx + e) = out;

@@ -171,7 +171,8 @@ int main(int argc, char** argv) {
         gpu::lars_step(split_store.values().ptr<float>(), split_store.grads().ptr<float>(), v_split.ptr<float>(),
                        static_cast<const LarsSegment*>(seg_dev[s].data_ptr()),
                        static_cast<const LarsChunk*>(chunk_dev[s].data_ptr()),
-                       static_cast<int64_t>(chunks[s].size()), lr_dev.ptr<double>(), h, ws.data_ptr(), nullptr, st);
+                       static_cast<int64_t>(chunks[s].size()), lr_dev.ptr<double>(), h, ws.data_ptr(), nullptr, nullptr,
+                       st);
     };
     // same result from the same start: one step each
     fused.step(lr);

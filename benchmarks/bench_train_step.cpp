@@ -9,6 +9,7 @@
 //   bench_train_step [--depth 18] [--width 0.25] [--stem cifar] [--channels 1] [--size 28]
 //                    [--views 512] [--threads 2] [--steps 10] [--warmup 2] [--json] [--no-profile]
 //                    [--device cpu|cuda|emu] [--conv-impl cudnn|ours] [--precision fp32|tf32|bf16]
+//                    [--cuda-graph]
 // On a GPU the timed steps are bracketed by device synchronisations (the
 // per-op table then shows host-side issue times, not kernel times).
 //
@@ -24,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "engine/device.h"
@@ -53,6 +55,7 @@ const char* kUsage =
     "  --device D     cpu|cuda|cuda:K|emu             (cpu)\n"
     "  --conv-impl I  cudnn|ours (CUDA convolutions)  (cudnn)\n"
     "  --precision P  fp32|tf32|bf16 (tf32, bf16: CUDA) (fp32)\n"
+    "  --cuda-graph   capture the step after warm-up, replay it (cuda|emu)\n"
     "  --json         one JSON line instead of the table\n"
     "  --no-profile   skip the per-op table (its timers cost a little)\n";
 
@@ -75,6 +78,7 @@ int main(int argc, char** argv) {
   int depth = 18, channels = 1, size = 28, views = 512, threads = 2, steps = 10, warmup = 2;
   double width = 0.25;
   std::string stem = "cifar", device_name = "cpu", conv_impl = "cudnn", precision = "fp32";
+  bool graph = false;
   bool json = false, profile = true;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -99,6 +103,7 @@ int main(int argc, char** argv) {
     else if (a == "--precision") precision = next();
     else if (a == "--json") json = true;
     else if (a == "--no-profile") profile = false;
+    else if (a == "--cuda-graph") graph = true;
     else {
       std::fprintf(a == "--help" ? stdout : stderr, "%s%s", a == "--help" ? "" : ("error: unknown option " + a + "\n").c_str(),
                    kUsage);
@@ -124,6 +129,8 @@ int main(int argc, char** argv) {
     SIMCLR_CHECK(precision != "bf16" || device.runs_cuda_code(),
                  "--precision bf16 needs --device cuda or emu: the CPU backend has no bf16 kernels");
     if (device.is_cuda()) set_cuda_math(precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32);
+    SIMCLR_CHECK(!graph || device.runs_cuda_code(), "--cuda-graph needs --device cuda or emu");
+    SIMCLR_CHECK(!graph || warmup >= 2, "--cuda-graph needs --warmup >= 2 (eager steps, then the capture)");
     auto sync = [&] {
       if (device.is_cuda()) cuda_synchronize(device.index);
     };
@@ -142,7 +149,11 @@ int main(int argc, char** argv) {
     init_normal(xh, 1.0, 1, 2);
     const Tensor x = xh.to(device);
     double loss = 0;
-    auto step = [&]() { loss = train_step(x, m, opt, 0.1, 0.5).loss; };
+    StepResult last;
+    // --cuda-graph: the warm-up's eager steps, then the capture, then replays (train/step.h)
+    std::unique_ptr<CapturedStep> captured;
+    if (graph) captured = std::make_unique<CapturedStep>(m, opt, 0.5, nullptr, warmup - 1);
+    auto step = [&]() { last = captured ? captured->run(x, 0.1) : train_step(x, m, opt, 0.1, 0.5); };
     for (int s = 0; s < warmup; s++) step();
     sync();
     profile_reset();
@@ -152,6 +163,7 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int s = 0; s < steps; s++) step();
     sync();
+    loss = wait_result(last, opt).loss;
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
     const double cpu = (cpu_seconds() - c0) / steps;
     const double faults = static_cast<double>(page_faults() - f0) / steps;
@@ -162,15 +174,16 @@ int main(int argc, char** argv) {
     if (json) {
       std::printf("{\"impl\": \"simclr %s\", \"depth\": %d, \"width\": %g, \"views\": %d, \"size\": %d, \"threads\": %d, "
                   "\"steps\": %d, \"step_ms\": %.3f, \"views_per_s\": %.3f, \"cpu_s_per_step\": %.4f, \"loss\": %.6f, "
-                  "\"conv\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\"}\n",
+                  "\"conv\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", \"cuda_graph\": %s}\n",
                   SIMCLR_GIT_COMMIT, depth, width, views, size, threads, steps, 1000 * dt, views / dt, cpu, loss,
-                  conv.c_str(), device.str().c_str(), precision.c_str());
+                  conv.c_str(), device.str().c_str(), precision.c_str(), graph ? "true" : "false");
       return 0;
     }
     std::printf("machine: %d cores; BLAS: %s; conv: %s; commit %s\n", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)),
                 blas_info().c_str(), conv.c_str(), SIMCLR_GIT_COMMIT);
-    std::printf("ResNet-%d width %g, %s stem, %dx%dx%d, %d views/step, %d threads, %d timed steps, device %s, %s\n", depth,
-                width, stem.c_str(), size, size, channels, views, threads, steps, device.str().c_str(), precision.c_str());
+    std::printf("ResNet-%d width %g, %s stem, %dx%dx%d, %d views/step, %d threads, %d timed steps, device %s, %s%s\n",
+                depth, width, stem.c_str(), size, size, channels, views, threads, steps, device.str().c_str(),
+                precision.c_str(), graph ? ", CUDA graph" : "");
     std::printf("simclr: %8.1f ms/step  %8.1f views/s  %6.3f CPU-s/step  %.0f page faults/step  (loss %.4f)\n",
                 1000 * dt, views / dt, cpu, faults, loss);
     if (profile) {

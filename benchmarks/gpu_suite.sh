@@ -321,7 +321,8 @@ do_test() {
 }
 
 # The training step against PyTorch on the same GPU (issue 13's targets):
-# ResNet-18 CIFAR stem 32x32x3, 512 views, fp32 (and ours vs cuDNN convolutions);
+# ResNet-18 CIFAR stem 32x32x3, 512 views, fp32, eager and as a CUDA graph (the
+# target: graph >= 2x PyTorch eager), and ours vs cuDNN convolutions;
 # ResNet-50 at 224x224x3, 512 views, bf16 and fp32 against PyTorch AMP bf16 and eager fp32.
 do_step_bench() {
   local rc=0 b="$BUILD_DIR/bench_train_step"
@@ -329,6 +330,7 @@ do_step_bench() {
   local r18=(--depth 18 --width 1 --stem cifar --channels 3 --size 32 --views 512)
   local r50=(--depth 50 --width 1 --stem imagenet --channels 3 --size 224 --views 512)
   step "step bench: ResNet-18/32 ours (cuDNN)" step_r18_ours.log "$b" "${r18[@]}" --device cuda --steps 20 --warmup 3 || rc=1
+  step "step bench: ResNet-18/32 ours (cuDNN, CUDA graph)" step_r18_graph.log "$b" "${r18[@]}" --device cuda --cuda-graph --steps 20 --warmup 3 --no-profile || rc=1
   step "step bench: ResNet-18/32 PyTorch eager" step_r18_torch.log "$PYTHON" "$repo/benchmarks/train_step_torch.py" "${r18[@]}" --device cuda --steps 20 --warmup 3 || rc=1
   step "step bench: ResNet-18/32 ours (our convs)" step_r18_ourconv.log "$b" "${r18[@]}" --device cuda --conv-impl ours --steps 10 --warmup 2 --no-profile || rc=1
   step "step bench: ResNet-50/224 ours (cuDNN bf16)" step_r50_ours_bf16.log "$b" "${r50[@]}" --device cuda --precision bf16 --steps 5 --warmup 2 || rc=1

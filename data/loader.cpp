@@ -2,6 +2,8 @@
 // (see loader.h for the contract).
 #include "data/loader.h"
 
+#include "engine/async.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -89,7 +91,7 @@ Batch Loader::build(int64_t epoch, int64_t b) const {
   out.epoch = epoch;
   out.index = b;
   int64_t rows = opt_.train ? 2 * N : N;
-  out.views = Tensor::empty({rows, S, S, C}, opt_.dtype);
+  out.views = opt_.pinned ? pinned_empty({rows, S, S, C}, opt_.dtype) : Tensor::empty({rows, S, S, C}, opt_.dtype);
   out.labels = Tensor::empty({N}, DType::i64);
   out.indices.resize(static_cast<size_t>(N));
   int64_t* labels = out.labels.data<int64_t>();  // [N]

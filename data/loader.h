@@ -57,6 +57,7 @@ struct LoaderOptions {
   int prefetch = 4;
   int64_t max_epochs = 0;    // 0: endless
   DType dtype = DType::f32;  // views: f32, or bf16 / f16 (rounded to nearest even from the f32 result)
+  bool pinned = false;       // views in page-locked memory (engine/async.h), for asynchronous GPU copies
 };
 
 // Training: from the data config (workers, prefetch, drop_last), shuffled.

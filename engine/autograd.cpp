@@ -1,6 +1,8 @@
 // engine/autograd.cpp - the tape (see autograd.h).
 #include "engine/autograd.h"
 
+#include "engine/async.h"
+
 #include "engine/profile.h"
 
 namespace simclr {
@@ -56,7 +58,13 @@ void backward(const Tensor& loss) {
   SIMCLR_CHECK(loss.numel() == 1, "backward: the loss must have one element, got ", loss.describe());
   SIMCLR_CHECK(loss.requires_grad(), "backward: the loss ", loss.describe(),
                " does not depend on anything that requires grad");
-  Tensor seed = Tensor::full(loss.shape(), 1.0, loss.dtype(), loss.device());
+  Tensor seed;
+  if (loss.device().runs_cuda_code()) {  // a device copy of a cached 1, so a captured step replays it
+    seed = Tensor::empty(loss.shape(), loss.dtype(), loss.device());
+    seed.copy_from(device_scalar(1.0, loss.dtype(), loss.device()));
+  } else {
+    seed = Tensor::full(loss.shape(), 1.0, loss.dtype(), loss.device());
+  }
   loss.impl().grad = seed.impl_ptr();
   // Move the tape out first so that a throwing backward leaves a clean tape.
   std::vector<TapeNode> tape;

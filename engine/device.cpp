@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/async.h"
+
 namespace simclr {
 
 namespace {
@@ -122,6 +124,7 @@ std::shared_ptr<Storage> allocate_storage(size_t bytes, Device device) {
       s->ptr = std::aligned_alloc(kAlign, rounded);
     }
     SIMCLR_CHECK(s->ptr != nullptr, "out of host memory allocating ", bytes, " bytes");
+    if (device.is_emu()) detail::emu_capture_alloc(s->ptr, bytes);  // engine/async.h
     size_t live = (g_live += bytes);
     g_count++;
     size_t peak = g_peak.load();
@@ -139,9 +142,17 @@ std::shared_ptr<Storage> allocate_storage(size_t bytes, Device device) {
 
 void free_storage(Storage& s) {
   if (!s.ptr) return;
-  if (s.device.host_memory()) {
-    if (!debug_free(s.ptr)) std::free(s.ptr);
-    g_live -= s.bytes;
+  if (s.pinned) {
+    detail::pinned_release(s.ptr, s.bytes);
+  } else if (s.device.host_memory()) {
+    void* p = s.ptr;
+    const size_t bytes = s.bytes;
+    auto release = [p, bytes] {
+      if (!debug_free(p)) std::free(p);
+      g_live -= bytes;
+    };
+    // A graph being captured on the emulated device keeps its blocks (engine/async.h).
+    if (!(s.device.is_emu() && detail::emu_capture_free(p, release))) release();
   } else {
 #ifdef SIMCLR_WITH_CUDA
     cuda_free(s.ptr, s.bytes, s.device.index);
@@ -160,6 +171,16 @@ AllocStats cpu_alloc_stats() { return {g_live.load(), g_peak.load(), g_count.loa
 void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) {
   if (bytes == 0) return;
   if (dd.host_memory() && sd.host_memory()) {
+    if ((dd.is_emu() || sd.is_emu()) && detail::emu_capturing()) {
+      // Inside a capture (engine/async.h): device-to-device is recorded, a host copy breaks it.
+      if (dd.is_emu() && sd.is_emu()) {
+        detail::emu_capture_record([dst, src, bytes] { std::memmove(dst, src, bytes); });
+        return;
+      }
+      detail::emu_capture_forbid("a synchronous copy between host and device memory");
+      fail("a copy between ", sd.str(), " and ", dd.str(), " (", bytes,
+           " bytes, e.g. Tensor::item or to_floats) inside a captured step: a CUDA graph cannot wait for the host");
+    }
     std::memmove(dst, src, bytes);
     return;
   }
@@ -173,6 +194,7 @@ void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t bytes) 
 void fill_bytes_zero(void* dst, Device dev, size_t bytes) {
   if (bytes == 0) return;
   if (dev.host_memory()) {
+    if (dev.is_emu() && detail::emu_capture_record([dst, bytes] { std::memset(dst, 0, bytes); })) return;
     std::memset(dst, 0, bytes);
     return;
   }

@@ -51,6 +51,7 @@ struct Storage {
   void* ptr = nullptr;
   size_t bytes = 0;
   Device device;
+  bool pinned = false;  // page-locked host memory (engine/async.h pinned_empty)
   ~Storage();
 };
 
@@ -95,6 +96,7 @@ class Tensor {
   int64_t numel() const { return impl().shape.numel(); }
   DType dtype() const { return impl().dtype; }
   Device device() const { return impl().storage->device; }
+  const std::shared_ptr<Storage>& storage() const { return impl().storage; }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
   std::string str() const;  // "f32[2, 3] on cpu"
   const std::string& name() const { return impl().name; }

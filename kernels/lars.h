@@ -64,11 +64,21 @@ void lars_step(float* w, const float* g, float* v, const LarsSegment* segments, 
 // Device pointers (host memory under the emulator). segments[num_segments],
 // chunks[num_chunks] as built by lars_chunks; workspace: lars_workspace_bytes;
 // lr: one double on the device; trust[num_segments] (float) or null.
+// halt: null, or one float on the device: when it is not 0 the step changes
+// nothing (w, v and trust keep their values).
+//
+// lars_guard, the device step's loss check (train/step.cpp), one thread:
+//   guard[0] = *loss;  guard[1] = 1 when *loss is not finite (guard[1] is
+//   never cleared here: once set, every later lars_step given halt = guard + 1
+//   is a no-op, so a non-finite loss stops the updates without the host
+//   reading the loss first).
 #define SIMCLR_LARS_LAUNCHERS                                                                            \
   size_t lars_workspace_bytes(int64_t num_chunks);                                                      \
   void lars_step(float* w, const float* g, float* v, const ::simclr::LarsSegment* segments,            \
                  const ::simclr::LarsChunk* chunks, int64_t num_chunks, const double* lr,                \
-                 const ::simclr::LarsHyper& h, void* workspace, float* trust, cudaStream_t stream);
+                 const ::simclr::LarsHyper& h, void* workspace, float* trust, const float* halt,         \
+                 cudaStream_t stream);                                                                   \
+  void lars_guard(float* guard, const float* loss, cudaStream_t stream);
 
 namespace simclr::gpu { SIMCLR_LARS_LAUNCHERS }
 namespace simclr::emu { SIMCLR_LARS_LAUNCHERS }

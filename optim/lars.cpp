@@ -26,7 +26,8 @@ Tensor upload(const std::vector<T>& table, Device device) {
 struct LarsLaunchers {
   size_t (*workspace_bytes)(int64_t num_chunks) = nullptr;
   void (*step)(float*, const float*, float*, const LarsSegment*, const LarsChunk*, int64_t, const double*,
-               const LarsHyper&, void*, float*, cudaStream_t) = nullptr;
+               const LarsHyper&, void*, float*, const float*, cudaStream_t) = nullptr;
+  void (*guard)(float*, const float*, cudaStream_t) = nullptr;
 };
 LarsLaunchers device_launchers(Device device) {
   LarsLaunchers l;
@@ -34,11 +35,13 @@ LarsLaunchers device_launchers(Device device) {
 #ifdef SIMCLR_WITH_CUDA
     l.workspace_bytes = &gpu::lars_workspace_bytes;
     l.step = &gpu::lars_step;
+    l.guard = &gpu::lars_guard;
 #endif
   } else if (device.is_emu()) {
 #ifdef SIMCLR_HAVE_EMU
     l.workspace_bytes = &emu::lars_workspace_bytes;
     l.step = &emu::lars_step;
+    l.guard = &emu::lars_guard;
 #endif
   }
   return l;
@@ -73,35 +76,70 @@ Lars::Lars(const LarsConfig& cfg, ParamStore& store) : cfg_(cfg), store_(&store)
                                dev);
     lr_dev_ = Tensor::zeros({1}, DType::f64, dev);
     trust_dev_ = Tensor::zeros({static_cast<int64_t>(std::max<size_t>(segments_.size(), 1))}, DType::f32, dev);
+    guard_dev_ = Tensor::zeros({2}, DType::f32, dev);
   }
 }
 
+namespace {
+void* stream_of(Device dev) {
+#ifdef SIMCLR_WITH_CUDA
+  if (dev.is_cuda()) return cuda_current_stream(dev.index);
+#endif
+  (void)dev;
+  return nullptr;
+}
+}  // namespace
+
+void Lars::stage_lr(double lr) {
+  staged_lr_ = lr;
+  const Device dev = store_->values().device();
+  if (!dev.runs_cuda_code()) return;
+  if (dev.is_cuda()) {
+#ifdef SIMCLR_WITH_CUDA
+    // (from pageable memory: staged by the driver before the call returns)
+    CUDA_CHECK(cudaMemcpyAsync(lr_dev_.data_ptr(), &lr, sizeof(double), cudaMemcpyHostToDevice,
+                               static_cast<cudaStream_t>(stream_of(dev))));
+#endif
+  } else {
+    copy_bytes(lr_dev_.data_ptr(), dev, &lr, Device::cpu(), sizeof(double));
+  }
+}
+
+bool Lars::guard(const Tensor& loss) {
+  const Device dev = store_->values().device();
+  if (!dev.runs_cuda_code()) return false;
+  SIMCLR_CHECK(loss.device() == dev && loss.dtype() == DType::f32 && loss.numel() == 1, "LARS guard: the loss ",
+               loss.describe(), " must be one f32 on ", dev.str());
+  device_launchers(dev).guard(guard_dev_.ptr<float>(), loss.ptr<float>(), static_cast<cudaStream_t>(stream_of(dev)));
+  return true;
+}
+
+void Lars::clear_guard() {
+  if (guard_dev_.defined()) guard_dev_.zero_();
+}
+
 void Lars::step(double lr) {
+  stage_lr(lr);
+  step_staged();
+}
+
+void Lars::step_staged() {
   const LarsHyper h{cfg_.momentum, cfg_.eta, cfg_.weight_decay, cfg_.nesterov};
   const Device dev = store_->values().device();
   if (segments_.empty()) return;
   if (!dev.runs_cuda_code()) {
     cpu::lars_step(store_->values().data<float>(), store_->grads().data<float>(), momentum_.data<float>(),
-                   segments_.data(), static_cast<int>(segments_.size()), lr, h, trust_.data());
+                   segments_.data(), static_cast<int>(segments_.size()), staged_lr_, h, trust_.data());
     return;
   }
   // The fused kernels (kernels/cuda/lars.cu), on a GPU or under the emulator:
-  // stream-ordered, no host wait (a pageable source is staged before the call returns).
-  void* stream = nullptr;
-  if (dev.is_cuda()) {
-#ifdef SIMCLR_WITH_CUDA
-    stream = cuda_current_stream(dev.index);
-    CUDA_CHECK(cudaMemcpyAsync(lr_dev_.data_ptr(), &lr, sizeof(double), cudaMemcpyHostToDevice,
-                               static_cast<cudaStream_t>(stream)));
-#endif
-  } else {
-    copy_bytes(lr_dev_.data_ptr(), dev, &lr, Device::cpu(), sizeof(double));
-  }
+  // stream-ordered, no host wait; lr from the device scalar stage_lr wrote; no
+  // update at all once the guard saw a non-finite loss.
   device_launchers(dev).step(store_->values().ptr<float>(), store_->grads().ptr<float>(), momentum_.ptr<float>(),
                              static_cast<const LarsSegment*>(segments_dev_.data_ptr()),
                              static_cast<const LarsChunk*>(chunks_dev_.data_ptr()), num_chunks_,
                              lr_dev_.ptr<double>(), h, workspace_.data_ptr(), trust_dev_.ptr<float>(),
-                             static_cast<cudaStream_t>(stream));
+                             guard_dev_.ptr<float>() + 1, static_cast<cudaStream_t>(stream_of(dev)));
   trust_stale_ = true;
 }
 

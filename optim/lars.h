@@ -35,6 +35,11 @@ class Lars : public Optimizer {
  public:
   Lars(const LarsConfig& cfg, ParamStore& store);
   void step(double lr) override;
+  void stage_lr(double lr) override;
+  void step_staged() override;
+  bool guard(const Tensor& loss) override;
+  Tensor guard_state() const override { return guard_dev_; }
+  void clear_guard() override;
   const char* name() const override { return "lars"; }
   std::vector<std::pair<std::string, Tensor>> state() override { return {{"momentum", momentum_}}; }
   // Trust ratio of each trainable parameter at the last step (1 for excluded
@@ -53,6 +58,7 @@ class Lars : public Optimizer {
   // CUDA store only: the tables, the workspace, lr and trust on the device
   int64_t num_chunks_ = 0;
   Tensor segments_dev_, chunks_dev_, workspace_, lr_dev_, trust_dev_;
+  Tensor guard_dev_;  // f32[2]: [last loss, halted] (optimizer.h guard)
   mutable bool trust_stale_ = false;
 };
 

@@ -98,7 +98,7 @@ inline StepOut run_step(Device device, const Tensor& views, int steps = 1) {
   out.before = model.store.values().to_floats();
   const Tensor v = views.to(device);
   for (int s = 0; s < steps; s++) {
-    StepResult r = train_step(v, model, lars, 0.5, 0.2);
+    StepResult r = wait_result(train_step(v, model, lars, 0.5, 0.2), lars);
     REQUIRE(r.updated);
     out.loss = r.loss;
   }

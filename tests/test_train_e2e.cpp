@@ -24,6 +24,7 @@
 #include "optim/lars.h"
 #include "train/step.h"
 #include "train/trainer.h"
+#include "kernels/registry.h"
 
 using namespace simclr;
 namespace fs = std::filesystem;
@@ -357,6 +358,42 @@ TEST_CASE("train_step: a non-finite loss stops before backward and the update", 
     CHECK(same_bytes(s, state[i++]));
   }
   CHECK(test::max_abs(t.model.store.grads()) == 0);  // zeroed, never filled
+}
+
+// The device path of the loop (train/step.h, train/trainer.cpp) on the
+// emulated device: the losses come back asynchronously through the
+// optimiser's guard, in step order, and a non-finite one stops the run naming
+// its step (train.cuda_graph's losses: tests/train_emu_check.py).
+TEST_CASE("e2e emu: device steps log their losses late but in order, a non-finite one stops the run at its step",
+          "[e2e][emu]") {
+  if (!have_fmnist()) SIMCLR_SKIP(fmnist_missing());
+  if (!emulator_built()) SIMCLR_SKIP("this build has no kernel emulator");
+  const std::string root = simclr::test::scratch_dir("e2e_emu_guard");
+  auto config = [&](const std::string& dir) {
+    json j = run_config_to_json(tiny_config(root + dir, 64, 8, 1, 0.0625));
+    j["train"]["device"] = "emu";
+    j["train"]["max_steps"] = 3;
+    j["train"]["checkpoint_every"] = 0;
+    j["eval"]["linear_at_end"] = false;
+    j["eval"]["knn_every"] = 0;
+    return parse_run_config(j);
+  };
+  const TrainResult eager = train(config("/eager"), quiet());
+  REQUIRE(eager.losses.size() == 3);
+  for (size_t i = 0; i < 3; i++) {
+    CHECK(eager.losses[i].first == static_cast<int64_t>(i));
+    CHECK(std::isfinite(eager.losses[i].second));
+  }
+  CHECK(eager.losses[0].second != eager.losses[2].second);
+  TrainOptions poison = quiet();
+  poison.callbacks.loss_filter = [](int64_t step, double loss) { return step == 2 ? std::nan("") : loss; };
+  CHECK_THROWS_WITH(train(config("/nan"), poison), Catch::Contains("not finite") && Catch::Contains("at step 2"));
+  const std::string metrics = read_file(root + "/nan/metrics.jsonl");
+  const size_t at = metrics.find("non-finite loss");
+  REQUIRE(at != std::string::npos);
+  const size_t bol = metrics.rfind('\n', at) + 1, eol = metrics.find('\n', at);
+  CHECK(metrics.substr(bol, eol - bol).find("\"step\":2") != std::string::npos);
+  CHECK(metrics.find("\"step\":3,") == std::string::npos);  // step 2 never logged as done (nor a later one)
 }
 
 TEST_CASE("train_step: the gradient all-reduce runs only with more than one rank, between backward and the update",

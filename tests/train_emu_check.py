@@ -14,6 +14,12 @@ moved through two updates computed from gradients that differ at ~1e-5
 (tests/emu/test_step_emu.cpp measures one step in detail). A wrong kernel
 moves the loss by O(1e-2) or more.
 The emulated run must also say which device it used.
+
+A third run on emu with train.cuda_graph = true (two eager steps, the step
+captured at step 3 and replayed at 3 and 4, engine/async.h) must print
+exactly the eager emulated run's losses: the same kernels with the same
+arguments in the same order, so any difference (a learning rate baked into
+the graph, a stale input buffer, a host-side update the replay skips) shows.
 """
 import json
 import os
@@ -23,7 +29,7 @@ import struct
 import subprocess
 import sys
 
-STEPS = 3
+STEPS = 4
 
 
 def fail(what):
@@ -62,24 +68,27 @@ def main():
         }, f, indent=1)
 
     losses = {}
-    for device in ("cpu", "emu"):
-        run_dir = os.path.join(scratch, device)
-        cmd = [simclr, "train", config, "--set", "train.run_dir=" + run_dir, "--set", "train.device=" + device]
+    for name, device, extra in (("cpu", "cpu", []), ("emu", "emu", []),
+                                ("emu-graph", "emu", ["--set", "train.cuda_graph=true"])):
+        run_dir = os.path.join(scratch, name)
+        cmd = [simclr, "train", config, "--set", "train.run_dir=" + run_dir, "--set", "train.device=" + device] + extra
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
         print(p.stdout)
-        check(p.returncode == 0, "simclr train on %s exits 0" % device)
+        check(p.returncode == 0, "simclr train on %s exits 0" % name)
         if device == "emu":
             check("kernel emulator" in p.stdout, "the emulated run says it runs through the kernel emulator")
             check("; emu, " in p.stdout, "the header names the device emu")
         with open(os.path.join(run_dir, "metrics.jsonl")) as f:
             lines = [json.loads(l) for l in f if l.strip()]
         steps = [l for l in lines if "loss" in l and "step" in l and "epoch_loss" not in l and "event" not in l]
-        losses[device] = [l["loss"] for l in steps][:STEPS]
-        check(len(losses[device]) == STEPS, "%s logged %d step losses: %s" % (device, STEPS, losses[device]))
+        losses[name] = [l["loss"] for l in steps][:STEPS]
+        check(len(losses[name]) == STEPS, "%s logged %d step losses: %s" % (name, STEPS, losses[name]))
     for i, (a, b) in enumerate(zip(losses["cpu"], losses["emu"])):
         rel = abs(a - b) / abs(a)
         check(rel <= 2e-4, "step %d: loss cpu %.7f emu %.7f (rel %.2g <= 2e-4)" % (i + 1, a, b, rel))
     check(losses["cpu"][0] != losses["cpu"][-1], "the loss moved (the steps updated the weights)")
+    check(losses["emu-graph"] == losses["emu"],
+          "the captured and replayed steps print the eager emulated losses exactly: %s" % losses["emu-graph"])
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ RunConfig parse_run_config(const json& root) {
   SIMCLR_CHECK(tc.conv_impl == "cudnn" || tc.conv_impl == "ours", "config: 'train.conv_impl' = \"", tc.conv_impl,
                "\" is not one of: cudnn, ours");
   tc.deterministic = t.get_bool("deterministic", false);
+  tc.cuda_graph = t.get_bool("cuda_graph", false);
   t.finish();
   if (c.warmup_epochs < 0) c.warmup_epochs = std::min(10.0, 0.1 * static_cast<double>(tc.epochs));
   SIMCLR_CHECK(c.warmup_epochs <= static_cast<double>(tc.epochs), "config: 'schedule.warmup_epochs' = ", c.warmup_epochs,
@@ -164,7 +165,8 @@ json run_config_to_json(const RunConfig& c) {
                 {"profile", t.profile},
                 {"precision", t.precision},
                 {"conv_impl", t.conv_impl},
-                {"deterministic", t.deterministic}};
+                {"deterministic", t.deterministic},
+                {"cuda_graph", t.cuda_graph}};
   const EvalConfig& e = c.eval;
   j["eval"] = {{"knn_every", e.knn_every},
                {"knn_k", e.knn_k},
@@ -194,7 +196,7 @@ const std::set<std::string>& may_differ() {
   static const std::set<std::string> s = {
       "train.device", "train.threads", "train.run_dir", "train.checkpoint_every", "train.keep_last",
       "train.log_interval", "train.max_steps", "train.profile", "train.precision", "train.conv_impl",
-      "train.deterministic", "data.workers", "data.prefetch", "data.strict",
+      "train.deterministic", "train.cuda_graph", "data.workers", "data.prefetch", "data.strict",
       "eval"};
   return s;
 }

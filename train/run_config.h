@@ -47,6 +47,7 @@ struct TrainConfig {
   std::string precision = "fp32";  // fp32 | tf32 (CUDA convolutions and GEMMs with TF32 inputs) | bf16
   std::string conv_impl = "cudnn"; // CUDA convolutions: cudnn | ours (our implicit-GEMM kernels)
   bool deterministic = false;      // CUDA: only deterministic cuDNN engines (bit-identical reruns)
+  bool cuda_graph = false;         // cuda/emu: capture the step after warm-up and replay it (train/step.h)
   int threads = 0;              // CPU threads (0: all cores)
   std::string run_dir = "runs/simclr";
   int64_t checkpoint_every = 1; // epochs (0: only at the end)

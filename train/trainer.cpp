@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <filesystem>
 
 #include "data/loader.h"
@@ -21,6 +22,7 @@
 #include "optim/schedule.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
+#include "train/feed.h"
 
 namespace simclr {
 
@@ -59,6 +61,8 @@ void apply_precision(const TrainConfig& tc, Device device) {
   SIMCLR_CHECK(tc.precision != "bf16" || device.runs_cuda_code(),
                "train.precision = \"bf16\" needs a CUDA device (train.device = cuda or emu): the CPU backend has no "
                "bf16 kernels (convolution, batch norm, linear); use fp32 on ", device.str());
+  SIMCLR_CHECK(!tc.cuda_graph || device.runs_cuda_code() || tc.device == "auto",
+               "train.cuda_graph = true needs a CUDA device (train.device = cuda or emu), not ", device.str());
   if (!device.is_cuda()) return;  // tf32 and the convolution choices concern CUDA only
   set_cuda_math(tc.precision == "tf32" ? CudaMath::tf32 : CudaMath::fp32);
   set_cuda_conv_impl(tc.conv_impl == "ours" ? ConvImpl::ours : ConvImpl::cudnn);
@@ -154,8 +158,9 @@ class TrainRun {
 
   Batch next_batch();
   StepResult step_once(const Batch& batch);
-  [[noreturn]] void stop_non_finite(double loss);
-  void log_step(double loss, int64_t views);
+  [[noreturn]] void stop_non_finite(double loss, int64_t at_step);
+  void log_step(double loss, int64_t views);  // a step whose loss is known now
+  void step_pending(int64_t views);           // a device step: its loss comes later (train/step.h)
   bool end_of_step();  // epoch summary, kNN, checkpoints; true when it wrote one
   void stop_for_signal(int sig, bool saved_now);
   TrainResult killed();
@@ -172,6 +177,8 @@ class TrainRun {
   void end_of_epoch();
   void run_knn(int64_t epoch);
   void save();
+  void record_loss(int64_t s, double loss, double lr, int64_t views);
+  void collect_losses(bool wait_all);
 
   const RunConfig& cfg_;
   const TrainConfig& tc_;
@@ -189,6 +196,23 @@ class TrainRun {
   Device device_;  // where the model trains (train.device)
   std::unique_ptr<SimclrModel> model_;
   std::unique_ptr<Optimizer> optim_;
+  std::unique_ptr<CapturedStep> captured_;  // train.cuda_graph
+  std::unique_ptr<DeviceFeeder> feeder_;
+  // Device steps whose loss has not reached the host yet, oldest first: the
+  // optimiser's guard state (train/step.h) is copied into a page-locked slot
+  // after each step, and read once its event is done, or when more than
+  // kLossLag steps are in flight (then the host waits for the oldest).
+  static constexpr int kLossLag = 3;
+  struct PendingLoss {
+    int64_t step;
+    double lr;
+    int64_t views;
+    int slot;
+  };
+  std::deque<PendingLoss> pending_;
+  Tensor guard_host_;  // f32[2 (kLossLag + 1)], pinned
+  std::vector<DeviceEvent> guard_ready_;
+  int next_slot_ = 0;
   json prev_metrics_ = json::object();  // what the next checkpoint's "metrics" holds
   TrainResult res_;
   // clock and running sums
@@ -252,7 +276,9 @@ void TrainRun::open_run_dir() {
 
 void TrainRun::open_data() {
   train_ds_ = open_dataset(cfg_.data, cfg_.data.split);
-  loader_ = std::make_unique<Loader>(train_ds_, cfg_.data, train_loader_options(cfg_.data, tc_.batch, tc_.seed));
+  LoaderOptions lo = train_loader_options(cfg_.data, tc_.batch, tc_.seed);
+  lo.pinned = device_.is_cuda();  // batches copied to the GPU asynchronously (train/feed.h)
+  loader_ = std::make_unique<Loader>(train_ds_, cfg_.data, lo);
   spe_ = loader_->batches_per_epoch();
   total_ = spe_ * tc_.epochs;
   warmup_ = warmup_steps_from_epochs(cfg_.warmup_epochs, spe_, total_);
@@ -266,6 +292,18 @@ void TrainRun::build_model() {
   model_->to(device_);
   model_->compute_dtype = tc_.precision == "bf16" ? DType::bf16 : DType::f32;  // apply_precision checked the device
   optim_ = make_optimizer(cfg_.optimizer, model_->store);
+  if (device_.runs_cuda_code()) {
+    feeder_ = std::make_unique<DeviceFeeder>(device_);
+    guard_host_ = pinned_empty({2 * (kLossLag + 1)}, DType::f32);
+    for (int i = 0; i <= kLossLag; i++) guard_ready_.emplace_back(device_);
+    if (tc_.cuda_graph) {
+      SIMCLR_CHECK(cfg_.optimizer.name == "lars", "train.cuda_graph = true needs optimizer.name = \"lars\" (the "
+                   "optimiser with a device-side update and loss guard), not \"", cfg_.optimizer.name, "\"");
+      captured_ = std::make_unique<CapturedStep>(*model_, *optim_, cfg_.temperature, &comm_);
+    }
+  } else if (tc_.cuda_graph) {
+    log_.say("note: train.cuda_graph is ignored on the CPU\n");
+  }
 }
 
 // Model, buffers, optimiser state, step and loader position from ck_.
@@ -315,7 +353,17 @@ StepResult TrainRun::step_once(const Batch& batch) {
   LossFilter filter;
   if (opt_.callbacks.loss_filter) filter = [this](double loss) { return opt_.callbacks.loss_filter(step, loss); };
   try {
-    return train_step(batch.views.to(device_), *model_, *optim_, lr_, cfg_.temperature, &comm_, filter);
+    if (!device_.runs_cuda_code()) return train_step(batch.views, *model_, *optim_, lr_, cfg_.temperature, &comm_, filter);
+    const Tensor views = feeder_->put(batch.views);
+    StepResult r;
+    if (captured_) {
+      SIMCLR_CHECK(!filter, "train: the loss_filter test seam does not work with train.cuda_graph");
+      r = captured_->run(views, lr_);
+    } else {
+      r = train_step(views, *model_, *optim_, lr_, cfg_.temperature, &comm_, filter);
+    }
+    feeder_->issued();
+    return r;
   } catch (const Error& e) {
     // A device out of memory: name the batch to try (the engine's message names the allocation).
     if (!device_.is_cuda() || std::string(e.what()).find("out of GPU memory") == std::string::npos) throw;
@@ -324,22 +372,68 @@ StepResult TrainRun::step_once(const Batch& batch) {
   }
 }
 
-void TrainRun::stop_non_finite(double loss) {
-  const int64_t epoch = step / spe_;
+void TrainRun::stop_non_finite(double loss, int64_t at_step) {
+  const int64_t epoch = at_step / spe_;
   std::string last = list_checkpoints(tc_.run_dir).empty() ? "none" : list_checkpoints(tc_.run_dir).back();
-  log_.metrics({{"event", "non-finite loss"}, {"step", step}, {"epoch", epoch}});
-  fail("the loss is not finite (", loss, ") at step ", step, " (epoch ", epoch, ", batch ", step % spe_,
+  log_.metrics({{"event", "non-finite loss"}, {"step", at_step}, {"epoch", epoch}});
+  fail("the loss is not finite (", loss, ") at step ", at_step, " (epoch ", epoch, ", batch ", at_step % spe_,
        "): training stopped before the update. The last good checkpoint is ", last,
        " (lower optimizer.lr or check the data, then --resume)");
 }
 
-// Counts the step that just updated, writes its metrics line when due and
-// the progress line.
+// Counts the step that just updated and records its loss.
 void TrainRun::log_step(double loss, int64_t views) {
-  const int64_t epoch = step / spe_;  // the epoch the step belonged to
   step++;
   steps_this_call++;
-  res_.losses.emplace_back(step - 1, loss);
+  record_loss(step - 1, loss, lr_, views);
+}
+
+// Counts a device step whose loss is still on the device: its guard state goes
+// to a page-locked slot (no host wait), and the losses that have arrived are recorded.
+void TrainRun::step_pending(int64_t views) {
+  step++;
+  steps_this_call++;
+  while (static_cast<int>(pending_.size()) >= kLossLag) {
+    guard_ready_[static_cast<size_t>(pending_.front().slot)].wait_host();
+    collect_losses(false);
+  }
+  const int slot = next_slot_;
+  next_slot_ = (next_slot_ + 1) % (kLossLag + 1);
+  const Tensor g = optim_->guard_state();
+  copy_bytes_async(static_cast<float*>(guard_host_.data_ptr()) + 2 * slot, Device::cpu(), g.data_ptr(), g.device(),
+                   2 * sizeof(float));
+  guard_ready_[static_cast<size_t>(slot)].record();
+  pending_.push_back({step - 1, lr_, views, slot});
+  collect_losses(false);
+}
+
+// Records the pending losses that have reached the host, oldest first (all of
+// them, waiting, with wait_all). A halted guard means that step's loss was not
+// finite and no update was applied since (train/step.h): the run stops there.
+void TrainRun::collect_losses(bool wait_all) {
+  while (!pending_.empty()) {
+    const PendingLoss p = pending_.front();
+    const DeviceEvent& ev = guard_ready_[static_cast<size_t>(p.slot)];
+    if (wait_all)
+      ev.wait_host();
+    else if (!ev.done())
+      return;
+    pending_.pop_front();
+    const float* g = static_cast<const float*>(guard_host_.data_ptr()) + 2 * p.slot;
+    if (g[1] != 0.0f) {
+      pending_.clear();
+      stop_non_finite(g[0], p.step);
+    }
+    record_loss(p.step, g[0], p.lr, p.views);
+  }
+}
+
+// Step s's loss: the running sums, its metrics line when due and the progress line.
+void TrainRun::record_loss(int64_t s, double loss, double lr, int64_t views) {
+  const int64_t done = s + 1;  // steps done once this one is
+  const int64_t epoch = s / spe_;  // the epoch the step belonged to
+  const int64_t counted = std::max<int64_t>(done - res_.start_step, 1);  // this call's steps so far
+  res_.losses.emplace_back(s, loss);
   last_loss_ = loss;
   epoch_loss_ += loss;
   epoch_steps_++;
@@ -347,24 +441,25 @@ void TrainRun::log_step(double loss, int64_t views) {
 
   t_now_ = now_s();
   const double elapsed = t_now_ - t_start_;
-  const double vps = static_cast<double>(2 * tc_.batch * steps_this_call) / std::max(elapsed, 1e-9);
-  const double eta = static_cast<double>(stop_at - step) * elapsed / static_cast<double>(steps_this_call);
-  const bool due = step % tc_.log_interval == 0 || step == stop_at;
+  const double vps = static_cast<double>(2 * tc_.batch * counted) / std::max(elapsed, 1e-9);
+  const double eta = static_cast<double>(stop_at - done) * elapsed / static_cast<double>(counted);
+  const bool due = done % tc_.log_interval == 0 || done == stop_at;
   if (due) {
     const double vps_recent = static_cast<double>(views_since_) / std::max(t_now_ - t_last_, 1e-9);
-    log_.metrics({{"step", step},
-                  {"epoch", static_cast<double>(step) / static_cast<double>(spe_)},
+    log_.metrics({{"step", done},
+                  {"epoch", static_cast<double>(done) / static_cast<double>(spe_)},
                   {"loss", loss},
-                  {"lr", lr_},
+                  {"lr", lr},
                   {"views_per_s", vps_recent},
                   {"time_s", elapsed}});
     t_last_ = t_now_;
     views_since_ = 0;
   }
-  log_.progress({epoch + 1, tc_.epochs, step, total_, loss, lr_, vps, eta}, due);
+  log_.progress({epoch + 1, tc_.epochs, done, total_, loss, lr, vps, eta}, due);
 }
 
 bool TrainRun::end_of_step() {
+  if (step % spe_ == 0 || step == stop_at) collect_losses(true);  // the epoch's losses, before its summary
   if (step % spe_ == 0) {
     end_of_epoch();
     const int64_t done_epochs = step / spe_;
@@ -439,6 +534,7 @@ void TrainRun::save() {
 }
 
 void TrainRun::stop_for_signal(int sig, bool saved_now) {
+  collect_losses(true);  // (a non-finite one stops here, before the checkpoint)
   if (!saved_now) save();
   log_.metrics({{"event", "stopped"}, {"signal", signal_name(sig)}, {"step", step}});
   log_.report("%s received: stopped after step %lld of %lld, checkpoint %s; continue with --resume\n",
@@ -456,6 +552,7 @@ TrainResult TrainRun::killed() {
 }
 
 TrainResult TrainRun::finish() {
+  collect_losses(true);
   if (tc_.profile) profile_enable(false);
   res_.end_step = step;
   res_.finished = step == total_;
@@ -480,8 +577,12 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
     if (cb.kill_before_step && cb.kill_before_step(run.step, run.steps_this_call)) return run.killed();
     const Batch batch = run.next_batch();
     const StepResult r = run.step_once(batch);
-    if (!r.updated) run.stop_non_finite(r.loss);
-    run.log_step(r.loss, 2 * batch.size());
+    if (r.pending) {
+      run.step_pending(2 * batch.size());
+    } else {
+      if (!r.updated) run.stop_non_finite(r.loss, run.step);
+      run.log_step(r.loss, 2 * batch.size());
+    }
     if (cb.after_step) cb.after_step(run.step, run.steps_this_call);
     const bool saved = run.end_of_step();  // an epoch end: mean loss, kNN, checkpoint; a checkpoint at the last step
     if (const int sig = StopSignals::pending(); sig != 0 && run.step < run.stop_at) {

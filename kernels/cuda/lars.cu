@@ -67,8 +67,9 @@ __global__ void __launch_bounds__(256)
 __global__ void __launch_bounds__(256)
     lars_update_kernel(float* w, const float* g, float* v, const double* partial, const LarsSegment* segments,
                        const LarsChunk* chunks, const double* lr_ptr, double momentum, double eta, double wd,
-                       int nesterov, float* trust_out) {
+                       int nesterov, float* trust_out, const float* halt) {
   SIMCLR_SHARED(double, red, [kLarsThreads / 32]);
+  if (halt != nullptr && *halt != 0.0f) return;  // a non-finite loss stopped the updates (every thread returns)
   const LarsChunk ch = chunks[blockIdx.x];
   const LarsSegment seg = segments[ch.segment];
   const double lr = *lr_ptr;
@@ -96,11 +97,17 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+__global__ void lars_guard_kernel(float* guard, const float* loss) {
+  const float l = *loss;
+  guard[0] = l;
+  if (!(l - l == 0.0f)) guard[1] = 1.0f;  // NaN and +-inf: l - l is NaN (same in both builds, no libm)
+}
+
 size_t lars_workspace_bytes(int64_t num_chunks) { return static_cast<size_t>(2 * num_chunks) * sizeof(double); }
 
 void lars_step(float* w, const float* g, float* v, const LarsSegment* segments, const LarsChunk* chunks,
                int64_t num_chunks, const double* lr, const LarsHyper& h, void* workspace, float* trust,
-               cudaStream_t stream) {
+               const float* halt, cudaStream_t stream) {
   SIMCLR_CHECK(num_chunks >= 1 && num_chunks <= 2147483647, "lars_step: num_chunks = ", num_chunks);
   SIMCLR_CHECK(w != nullptr && g != nullptr && v != nullptr && segments != nullptr && chunks != nullptr &&
                    lr != nullptr && workspace != nullptr,
@@ -110,7 +117,12 @@ void lars_step(float* w, const float* g, float* v, const LarsSegment* segments, 
   launch(lars_norms_kernel, grid, block, 0, stream, partial, static_cast<const float*>(w), g, segments, chunks,
          h.weight_decay);
   launch(lars_update_kernel, grid, block, 0, stream, w, g, v, static_cast<const double*>(partial), segments, chunks,
-         lr, h.momentum, h.eta, h.weight_decay, h.nesterov ? 1 : 0, trust);
+         lr, h.momentum, h.eta, h.weight_decay, h.nesterov ? 1 : 0, trust, halt);
+}
+
+void lars_guard(float* guard, const float* loss, cudaStream_t stream) {
+  SIMCLR_CHECK(guard != nullptr && loss != nullptr, "lars_guard: a required pointer is null");
+  launch_nobarrier(lars_guard_kernel, dim3(1), dim3(1), 0, stream, guard, loss);
 }
 
 }  // namespace simclr::SIMCLR_KNS

@@ -10,6 +10,7 @@
 // chosen order until each blocks (barrier / collective) or exits; a pass in
 // which nothing can run while threads remain is a deadlock.
 #include "kernels/emu/cuda_emu.h"
+#include "engine/async.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -858,6 +859,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     default: return "cudaError (emulated)";
   }
 }
@@ -870,6 +872,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     default: return "unknown error (emulated)";
   }
 }
@@ -880,7 +883,14 @@ cudaError_t cudaGetLastError() {
 }
 cudaError_t cudaPeekAtLastError() { return t_last_error; }
 
-cudaError_t cudaMalloc(void** p, size_t bytes) {
+// A host-synchronous call inside a capture (engine/async.h): breaks it, as on a GPU.
+static bool forbidden_in_capture(const char* call) {
+  return ::simclr::detail::emu_capture_forbid(std::string("the host-synchronous ") + call);
+}
+#define SIMCLR_EMU_NOT_IN_CAPTURE(call) \
+  if (forbidden_in_capture(call)) return set_error(cudaErrorStreamCaptureUnsupported)
+
+static cudaError_t emu_malloc(void** p, size_t bytes) {
   if (!p) return set_error(cudaErrorInvalidValue);
   const size_t padded = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
   void* q = std::aligned_alloc(256, padded);
@@ -893,8 +903,16 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   *p = q;
   return cudaSuccess;
 }
-cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) { return cudaMalloc(p, bytes); }
-cudaError_t cudaFree(void* p) {
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  SIMCLR_EMU_NOT_IN_CAPTURE("cudaMalloc");
+  return emu_malloc(p, bytes);
+}
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) {
+  const cudaError_t e = emu_malloc(p, bytes);
+  if (e == cudaSuccess) ::simclr::detail::emu_capture_alloc(*p, bytes);
+  return e;
+}
+static cudaError_t emu_free(void* p) {
   if (!p) return cudaSuccess;
   {
     std::lock_guard<std::mutex> lock(g_mem_mu);
@@ -903,21 +921,38 @@ cudaError_t cudaFree(void* p) {
   std::free(p);
   return cudaSuccess;
 }
-cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
+cudaError_t cudaFree(void* p) {
+  SIMCLR_EMU_NOT_IN_CAPTURE("cudaFree");
+  return emu_free(p);
+}
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
+  if (p && ::simclr::detail::emu_capture_free(p, [p] { emu_free(p); })) return cudaSuccess;
+  return emu_free(p);
+}
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  SIMCLR_EMU_NOT_IN_CAPTURE("cudaMemcpy");
   if (bytes && (!dst || !src)) return set_error(cudaErrorInvalidValue);
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+  if (bytes && (!dst || !src)) return set_error(cudaErrorInvalidValue);
+  if (bytes && !::simclr::detail::emu_capture_record([=] { std::memmove(dst, src, bytes); }))
+    std::memmove(dst, src, bytes);
+  return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+  SIMCLR_EMU_NOT_IN_CAPTURE("cudaMemset");
   if (bytes && !p) return set_error(cudaErrorInvalidValue);
   if (bytes) std::memset(p, value, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) { return cudaMemset(p, value, bytes); }
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
+  if (bytes && !p) return set_error(cudaErrorInvalidValue);
+  if (bytes && !::simclr::detail::emu_capture_record([=] { std::memset(p, value, bytes); }))
+    std::memset(p, value, bytes);
+  return cudaSuccess;
+}
 
 cudaError_t cudaStreamCreate(cudaStream_t* s) {
   if (!s) return set_error(cudaErrorInvalidValue);
@@ -939,8 +974,14 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete[] static_cast<unsigned char*>(h);
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  SIMCLR_EMU_NOT_IN_CAPTURE("cudaStreamSynchronize");
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() {
+  SIMCLR_EMU_NOT_IN_CAPTURE("cudaDeviceSynchronize");
+  return cudaSuccess;
+}
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return cudaSuccess; }
 
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
@@ -970,7 +1011,10 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
   ev->recorded = true;
   return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  SIMCLR_EMU_NOT_IN_CAPTURE("cudaEventSynchronize");
+  return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   if (!ms || !start || !end) return set_error(cudaErrorInvalidValue);
   EmuEvent* a = reinterpret_cast<EmuEvent*>(start);

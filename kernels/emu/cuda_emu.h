@@ -47,6 +47,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <source_location>
 #include <tuple>
 #include <type_traits>
@@ -539,21 +541,41 @@ namespace detail {
 }
 
 // ------------------------------------------------------------ the launch
+}  // namespace simclr::emu
+// Capture of the emulated device (engine/async.h): while it is on, a launch is
+// recorded (with a copy of its arguments) instead of run.
+namespace simclr::detail {
+bool emu_capturing();
+bool emu_capture_record(std::function<void()> op);
+}  // namespace simclr::detail
+namespace simclr::emu {
 namespace detail {
 template <class... P, class... A>
 void launch_at(const char* text, const char* file, int line, bool barrier_free, void (*kernel)(P...), dim3 grid,
                dim3 block, size_t shared_bytes, cudaStream_t /*stream*/, A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "launch: wrong number of kernel arguments");
-  std::tuple<std::decay_t<P>...> params{std::forward<A>(args)...};
+  using Params = std::tuple<std::decay_t<P>...>;
   struct Ctx {
     void (*kernel)(P...);
-    std::tuple<std::decay_t<P>...>* params;
-  } ctx{kernel, &params};
+    Params* params;
+  };
   // Each thread gets its own copy of the parameters, as on the GPU.
   Thunk thunk = [](void* c) {
     Ctx* x = static_cast<Ctx*>(c);
     std::apply(x->kernel, *x->params);
   };
+  if (::simclr::detail::emu_capturing()) {
+    // Recorded with its arguments by value, as a graph's kernel node holds them.
+    auto held = std::make_shared<Params>(std::forward<A>(args)...);
+    const LaunchSite site{text, file, line};
+    ::simclr::detail::emu_capture_record([=] {
+      Ctx ctx{kernel, held.get()};
+      run_launch(site, reinterpret_cast<const void*>(kernel), grid, block, shared_bytes, barrier_free, thunk, &ctx);
+    });
+    return;
+  }
+  Params params{std::forward<A>(args)...};
+  Ctx ctx{kernel, &params};
   run_launch(LaunchSite{text, file, line}, reinterpret_cast<const void*>(kernel), grid, block, shared_bytes,
              barrier_free, thunk, &ctx);
 }

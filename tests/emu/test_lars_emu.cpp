@@ -88,7 +88,7 @@ void run(const LarsConfig& cfg, const std::vector<double>& lrs, uint64_t seed) {
     std::vector<float> trust(segs.size());
     std::memset(trust.data(), 0xFF, trust.size() * sizeof(float));
     emu::lars_step(w.data(), g.data(), v.data(), segs.data(), chunks.data(), static_cast<int64_t>(chunks.size()), &lr,
-                   h, ws.data(), trust.data(), nullptr);
+                   h, ws.data(), trust.data(), nullptr, nullptr);
     check_close(w, ref.values().data<float>(), "w");
     check_close(v, cpu_opt.state()[0].second.data<float>(), "v");
     const std::vector<double>& t_ref = cpu_opt.last_trust();
@@ -140,4 +140,56 @@ TEST_CASE("lars chunks: boundaries, first flags and segment ranges", "[emu][lars
   CHECK((c[3].begin == 10 && c[3].end == 10 && c[3].first == 1 && c[3].segment == 1));
   CHECK((c[4].first == 1 && c[5].first == 0 && c[5].end == 18));
   CHECK_THROWS_WITH(lars_chunks(segs, 0), Catch::Contains("chunk must be >= 1"));
+}
+
+// The device step's guard (kernels/lars.h lars_guard + the halt argument):
+// a finite loss is recorded and leaves the updates on; a non-finite one sets
+// the sticky flag, after which lars_step changes neither w nor v, even for a
+// later finite loss; without the flag (halt = null) the same step updates.
+TEST_CASE("lars emu: the loss guard stops every later update once a loss is not finite", "[emu][lars]") {
+  ParamStore st = make_store(3);
+  std::vector<LarsSegment> segs;
+  int64_t off = 0;
+  for (const Param& p : st.params()) {
+    if (!p.trainable()) continue;
+    LarsSegment s;
+    s.offset = off;
+    s.n = p.shape.numel();
+    s.adapt = p.excluded_from_adaptation() ? 0 : 1;
+    segs.push_back(s);
+    off += s.n;
+  }
+  std::vector<LarsChunk> chunks = lars_chunks(segs, 64);
+  const size_t n = static_cast<size_t>(st.values().numel());
+  std::vector<float> w(st.values().data<float>(), st.values().data<float>() + n);
+  std::vector<float> g(st.grads().data<float>(), st.grads().data<float>() + n);
+  std::vector<float> v(n, 0.25f);
+  const LarsHyper h;
+  double lr = 0.5;
+  std::vector<unsigned char> ws(emu::lars_workspace_bytes(static_cast<int64_t>(chunks.size())));
+  float guard[2] = {-1.0f, 0.0f};
+  auto step = [&](float loss, const float* halt) {
+    emu::lars_guard(guard, &loss, nullptr);
+    emu::lars_step(w.data(), g.data(), v.data(), segs.data(), chunks.data(), static_cast<int64_t>(chunks.size()), &lr,
+                   h, ws.data(), nullptr, halt, nullptr);
+  };
+  std::vector<float> w0 = w, v0 = v;
+  step(2.5f, guard + 1);
+  CHECK(guard[0] == 2.5f);
+  CHECK(guard[1] == 0.0f);
+  CHECK(w != w0);  // a finite loss: updated
+  CHECK(v != v0);
+  std::vector<float> w1 = w, v1 = v;
+  step(std::nanf(""), guard + 1);
+  CHECK(std::isnan(guard[0]));
+  CHECK(guard[1] == 1.0f);
+  CHECK(w == w1);  // not finite: nothing changed
+  CHECK(v == v1);
+  step(1.0f, guard + 1);  // finite again: still halted (sticky)
+  CHECK(guard[0] == 1.0f);
+  CHECK(guard[1] == 1.0f);
+  CHECK(w == w1);
+  CHECK(v == v1);
+  step(INFINITY, nullptr);  // no halt pointer: the kernel updates regardless
+  CHECK(w != w1);
 }

@@ -70,7 +70,7 @@ Run run_steps(Device device, DType compute, const ResNetConfig& rc, const HeadCo
   const Tensor v = views.to(device);
   Run out;
   for (int s = 0; s < steps; s++) {
-    StepResult r = train_step(v, model, lars, lr, 0.2);
+    StepResult r = wait_result(train_step(v, model, lars, lr, 0.2), lars);
     out.losses.push_back(r.loss);
     if (!r.updated) break;
   }

@@ -14,6 +14,7 @@ packages=(
   libdnnl-dev             # oneDNN: fast CPU convolutions
   zlib1g-dev              # gzip-compressed IDX files
   python3-numpy           # independent NumPy checks in tests (/usr/bin/python3)
+  python3-matplotlib      # simclr report: the plots (tools/report/simclr_report.py)
   python3-pip             # fetches the cuDNN frontend headers from PyPI (below)
   dataset-fashion-mnist   # the default real dataset
 )

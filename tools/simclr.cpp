@@ -4,6 +4,7 @@
 //   simclr quickstart [--epochs N|auto] [--budget S] [--run-dir DIR] [--set ...]
 //   simclr preview run.json --out grid.png [...]                (data/preview.h)
 //   simclr embed --weights W --data D --out features.npy [...]  (tools/cli/embed_cli.h, train/embed.h)
+//   simclr report RUN_DIR [--out DIR]                           (tools/cli/report_cli.h)
 //   simclr version
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "tools/cli/preview_cli.h"
+#include "tools/cli/report_cli.h"
 #include "engine/check.h"
 #include "train/checkpoint.h"
 #include "engine/device.h"
@@ -73,6 +75,11 @@ static const char* kUsage =
     "\n"
     "  preview RUN.json --out grid.png [--n 8] [--seed 0] [--split train|test] [--set ...]\n"
     "      A PNG grid of images and their two augmented views (docs/data.md).\n"
+    "\n"
+    "  report RUN_DIR [--out DIR]\n"
+    "      PNG plots of a run (loss and learning rate, views/s and input wait, kNN and\n"
+    "      linear accuracy, the baselines) and report.md; works on a run still going.\n"
+    "      Needs python3-matplotlib (docs/evaluation.md).\n"
     "\n"
     "  embed --weights FILE --data PATH --out features.npy [--labels-out labels.npy] [--batch 256]\n"
     "      Encoder features h (float32 .npy) of every image at PATH (image folder,\n"
@@ -137,6 +144,7 @@ int main(int argc, char** argv) {
       return cmd.empty() ? 1 : 0;
     }
     if (cmd == "preview") return cmd_preview(argc - 1, argv + 1);
+    if (cmd == "report") return cmd_report(argc - 1, argv + 1);
     if (cmd == "embed") return cmd_embed(argc - 1, argv + 1);
     if (cmd == "version" || cmd == "--version") {
       std::printf("simclr %s (commit %s)\nBLAS: %s\n", SIMCLR_VERSION, SIMCLR_GIT_COMMIT, blas_info().c_str());
@@ -397,6 +405,12 @@ int main(int argc, char** argv) {
     std::printf("  total wall time         %s\n", fmt_time(all_s).c_str());
     std::printf("  run directory           %s (results.json, metrics.jsonl, checkpoints)\n",
                 cfg.train.run_dir.c_str());
+    std::string why;
+    const std::string report = write_report_quietly(cfg.train.run_dir, &why);
+    if (!report.empty())
+      std::printf("  report                  %s (plots: simclr report %s)\n", report.c_str(), cfg.train.run_dir.c_str());
+    else
+      std::printf("  report                  not written: %s\n", why.c_str());
     return 0;
   } catch (const std::exception& e) {  // simclr::Error and anything else: a message, never a crash
     if (isatty(fileno(stdout))) std::printf("\n");  // end a live progress line

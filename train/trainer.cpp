@@ -218,6 +218,7 @@ class TrainRun {
   // clock and running sums
   double t_start_ = 0, t_last_ = 0, t_now_ = 0, lr_ = 0, last_loss_ = 0, epoch_loss_ = 0;
   int64_t epoch_steps_ = 0, views_since_ = 0;
+  double wait_since_ = 0;  // seconds waiting for the loader since the last metrics line
 };
 
 TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
@@ -342,7 +343,9 @@ Batch TrainRun::next_batch() {
   Batch batch;
   {
     OpTimer t("data (wait)");
+    const double t0 = now_s();
     batch = loader_->next();
+    wait_since_ += now_s() - t0;  // the metrics lines' wait_frac
   }
   SIMCLR_ASSERT(batch.epoch == step / spe_ && batch.index == step % spe_);
   return batch;
@@ -451,9 +454,11 @@ void TrainRun::record_loss(int64_t s, double loss, double lr, int64_t views) {
                   {"loss", loss},
                   {"lr", lr},
                   {"views_per_s", vps_recent},
+                  {"wait_frac", std::min(1.0, wait_since_ / std::max(t_now_ - t_last_, 1e-9))},
                   {"time_s", elapsed}});
     t_last_ = t_now_;
     views_since_ = 0;
+    wait_since_ = 0;
   }
   log_.progress({epoch + 1, tc_.epochs, done, total_, loss, lr, vps, eta}, due);
 }

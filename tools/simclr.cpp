@@ -5,6 +5,7 @@
 //   simclr preview run.json --out grid.png [...]                (data/preview.h)
 //   simclr embed --weights W --data D --out features.npy [...]  (tools/cli/embed_cli.h, train/embed.h)
 //   simclr report RUN_DIR [--out DIR]                           (tools/cli/report_cli.h)
+//   simclr finetune <checkpoint|run dir|export> [--fraction F]  (tools/cli/finetune_cli.h, train/finetune.h)
 //   simclr version
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 
 #include "tools/cli/preview_cli.h"
 #include "tools/cli/report_cli.h"
+#include "tools/cli/finetune_cli.h"
 #include "engine/check.h"
 #include "train/checkpoint.h"
 #include "engine/device.h"
@@ -75,6 +77,10 @@ static const char* kUsage =
     "\n"
     "  preview RUN.json --out grid.png [--n 8] [--seed 0] [--split train|test] [--set ...]\n"
     "      A PNG grid of images and their two augmented views (docs/data.md).\n"
+    "\n"
+    "  finetune <checkpoint|run dir|encoder.safetensors> [--fraction 0.01] [--random-init] [...]\n"
+    "      Fine-tune encoder + linear classifier on a class-balanced fraction of the\n"
+    "      labels, then test top-1/top-5 (simclr finetune --help, docs/evaluation.md).\n"
     "\n"
     "  report RUN_DIR [--out DIR]\n"
     "      PNG plots of a run (loss and learning rate, views/s and input wait, kNN and\n"
@@ -145,6 +151,7 @@ int main(int argc, char** argv) {
     }
     if (cmd == "preview") return cmd_preview(argc - 1, argv + 1);
     if (cmd == "report") return cmd_report(argc - 1, argv + 1);
+    if (cmd == "finetune") return cmd_finetune(argc - 1, argv + 1);
     if (cmd == "embed") return cmd_embed(argc - 1, argv + 1);
     if (cmd == "version" || cmd == "--version") {
       std::printf("simclr %s (commit %s)\nBLAS: %s\n", SIMCLR_VERSION, SIMCLR_GIT_COMMIT, blas_info().c_str());

@@ -17,12 +17,16 @@ StepResult train_step(const Tensor& views, SimclrModel& model, Optimizer& optimi
   // bf16: the views cast to bf16 (the whole forward follows its input's dtype) and z
   // back to f32, so the loss and its gradient are the fp32 NT-Xent (V x out values: a
   // negligible cast); f32: both casts are the identity (no op, no tape entry).
-  Tensor h = model.encoder->forward(cast(views, model.compute_dtype), true);
-  Tensor z = cast(model.head->forward(h, true), DType::f32);
+  // Multi-process (comm of more than one rank): global BN unless model.bn = local, and
+  // NT-Xent with the negatives of every rank, whose loss is the global one (the same on
+  // every rank) and whose gradient is this rank's share: the all-reduce below sums them.
+  Communicator* bn_comm = model.encoder->config().global_bn ? comm : nullptr;
+  Tensor h = model.encoder->forward(cast(views, model.compute_dtype), true, bn_comm);
+  Tensor z = cast(model.head->forward(h, true, bn_comm), DType::f32);
   Tensor loss;
   {
     OpTimer t("ntxent");
-    loss = ntxent(z, temperature);
+    loss = ntxent(z, temperature, comm);
   }
   StepResult r;
   r.loss = loss.item();

@@ -172,11 +172,23 @@ class TrainRun {
   void end_of_epoch();
   void run_knn(int64_t epoch);
   void save();
+  void sync_replicas();
+
+ public:
+  // Multi-process: the stop signal agreed by every rank (one tiny all-reduce per step):
+  // a signal on any rank stops all of them after the same step. One process: the pending one.
+  int agreed_stop_signal();
+
+ private:
 
   const RunConfig& cfg_;
   const TrainConfig& tc_;
   const TrainOptions& opt_;
-  LocalCommunicator comm_;  // one process; rank 0 writes
+  // The process group from the launcher's environment (engine/launch_env.h): a
+  // LocalCommunicator for one process, MPI for more. Rank 0 alone writes logs,
+  // metrics and checkpoints.
+  LaunchEnv launch_ = process_launch_env();
+  std::unique_ptr<Communicator> comm_ = make_communicator(launch_);
   RunLog log_;
   json resolved_;
   Checkpoint ck_;  // the checkpoint resumed from (when ck_path_ is set)
@@ -197,7 +209,7 @@ class TrainRun {
 };
 
 TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
-    : cfg_(cfg), tc_(cfg.train), opt_(opt), log_(cfg.train.run_dir, opt.out, opt.tty, comm_.rank() == 0) {
+    : cfg_(cfg), tc_(cfg.train), opt_(opt), log_(cfg.train.run_dir, opt.out, opt.tty, comm_->rank() == 0) {
   check_run_paths(cfg_);
   std::string note;
   device_ = resolve_device(tc_.device, &note);
@@ -213,6 +225,7 @@ TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
     resume_from_checkpoint();
   else
     log_.start_metrics_fresh();
+  sync_replicas();
   res_.start_step = res_.end_step = step;
   res_.total_steps = total_;
   stop_at = tc_.max_steps > 0 ? std::min(total_, tc_.max_steps) : total_;
@@ -247,12 +260,15 @@ void TrainRun::open_run_dir() {
     std::string diff = config_mismatch(ck_.meta.value("config", json::object()), resolved_);
     SIMCLR_CHECK(diff.empty(), "cannot resume from '", ck_path_, "': the config differs at ", diff);
   }
-  write_file_atomic((fs::path(tc_.run_dir) / "config.json").string(), resolved_.dump(2) + "\n");
+  if (comm_->rank() == 0) write_file_atomic((fs::path(tc_.run_dir) / "config.json").string(), resolved_.dump(2) + "\n");
 }
 
 void TrainRun::open_data() {
   train_ds_ = open_dataset(cfg_.data, cfg_.data.split);
-  loader_ = std::make_unique<Loader>(train_ds_, cfg_.data, train_loader_options(cfg_.data, tc_.batch, tc_.seed));
+  LoaderOptions lo = train_loader_options(cfg_.data, tc_.batch, tc_.seed);
+  lo.shard_rank = comm_->rank();  // train.batch is the global batch: this rank builds its share
+  lo.shard_count = comm_->size();
+  loader_ = std::make_unique<Loader>(train_ds_, cfg_.data, lo);
   spe_ = loader_->batches_per_epoch();
   total_ = spe_ * tc_.epochs;
   warmup_ = warmup_steps_from_epochs(cfg_.warmup_epochs, spe_, total_);
@@ -315,7 +331,7 @@ StepResult TrainRun::step_once(const Batch& batch) {
   LossFilter filter;
   if (opt_.callbacks.loss_filter) filter = [this](double loss) { return opt_.callbacks.loss_filter(step, loss); };
   try {
-    return train_step(batch.views.to(device_), *model_, *optim_, lr_, cfg_.temperature, &comm_, filter);
+    return train_step(batch.views.to(device_), *model_, *optim_, lr_, cfg_.temperature, comm_.get(), filter);
   } catch (const Error& e) {
     // A device out of memory: name the batch to try (the engine's message names the allocation).
     if (!device_.is_cuda() || std::string(e.what()).find("out of GPU memory") == std::string::npos) throw;
@@ -391,9 +407,12 @@ void TrainRun::end_of_epoch() {
   epoch_loss_ = 0;
   epoch_steps_ = 0;
   if (cfg_.eval.knn_every > 0 && done_epochs % cfg_.eval.knn_every == 0) {
-    if (train_ds_->num_classes() > 0)
-      run_knn(done_epochs);
-    else if (done_epochs == cfg_.eval.knn_every)
+    if (train_ds_->num_classes() > 0) {
+      if (comm_->rank() == 0) run_knn(done_epochs);
+      // the others wait for rank 0's evaluation here, as long as it takes
+      CommTimeout no_limit(comm_.get(), 0);
+      comm_->barrier();
+    } else if (done_epochs == cfg_.eval.knn_every)
       log_.say("note: eval.knn_every is set but '%s' has no labels: no kNN monitor\n", train_ds_->describe().c_str());
   }
 }
@@ -413,6 +432,12 @@ void TrainRun::run_knn(int64_t epoch) {
 
 // A checkpoint at the current step (atomically), then the oldest beyond keep_last go.
 void TrainRun::save() {
+  prev_metrics_["loss"] = last_loss_;
+  if (comm_->rank() != 0) {  // rank 0 writes; every rank knows what it wrote
+    res_.last_checkpoint = checkpoint_path(tc_.run_dir, step);
+    res_.summary = prev_metrics_;
+    return;
+  }
   Checkpoint c;
   c.meta["format"] = "simclr-checkpoint";
   c.meta["engine"] = {{"version", SIMCLR_VERSION}, {"commit", SIMCLR_GIT_COMMIT}};
@@ -426,8 +451,8 @@ void TrainRun::save() {
                      {"seed", tc_.seed},
                      {"loader", {{"epoch", step / spe_}, {"batch", step % spe_}}},
                      {"optimizer", optim_->name()},
-                     {"lr_next", sched_.lr(step)}};
-  prev_metrics_["loss"] = last_loss_;
+                     {"lr_next", sched_.lr(step)},
+                     {"world_size", comm_->size()}};
   c.meta["metrics"] = prev_metrics_;
   add_model_tensors(c, model_->store);
   for (auto& [name, t] : optim_->state()) c.tensors.push_back({name, "optimizer", 0, t.clone()});
@@ -438,8 +463,46 @@ void TrainRun::save() {
   res_.summary = prev_metrics_;
 }
 
+// Multi-process: every rank starts from rank 0's parameters, buffers and optimiser
+// state (the same by construction: the seeded init, or the one checkpoint), and
+// all resume at the same step.
+void TrainRun::sync_replicas() {
+  if (!ck_path_.empty()) {
+    const int64_t was = ck_.meta["state"].value("world_size", static_cast<int64_t>(1));
+    if (was != comm_->size())
+      log_.say("note: the checkpoint was written by %lld process(es), this run has %d; the global batch is the "
+               "same, so training continues as it would have\n", static_cast<long long>(was), comm_->size());
+  }
+  if (comm_->size() <= 1) return;
+  comm_->broadcast(model_->store.values(), 0);
+  comm_->broadcast(model_->store.buffers(), 0);
+  for (auto& [name, t] : optim_->state()) comm_->broadcast(t, 0);
+  Tensor s = Tensor::full({1}, static_cast<double>(step), DType::i64);
+  comm_->broadcast(s, 0);
+  SIMCLR_CHECK(static_cast<int64_t>(s.at(0)) == step, "rank ", comm_->rank(), " would resume at step ", step,
+               " but rank 0 at step ", static_cast<int64_t>(s.at(0)),
+               ": the ranks see different checkpoints (train.run_dir must be one shared directory)");
+  log_.say("note: %d processes (%s, %s): train.batch %lld is the global batch, %lld images per rank\n", comm_->size(),
+           launch_.launcher.c_str(), comm_->backend().c_str(), static_cast<long long>(tc_.batch),
+           static_cast<long long>(tc_.batch / comm_->size()));
+}
+
+int TrainRun::agreed_stop_signal() {
+  const int sig = StopSignals::pending();
+  if (comm_->size() <= 1) return sig;
+  static constexpr int kStop[3] = {SIGINT, SIGTERM, SIGUSR1};
+  Tensor f = Tensor::zeros({3}, DType::i32);
+  for (int i = 0; i < 3; i++)
+    if (sig == kStop[i]) f.data<int32_t>()[i] = 1;
+  comm_->all_reduce_sum(f);
+  for (int i = 0; i < 3; i++)
+    if (f.data<int32_t>()[i] > 0) return kStop[i];
+  return 0;
+}
+
 void TrainRun::stop_for_signal(int sig, bool saved_now) {
   if (!saved_now) save();
+  comm_->barrier();  // no rank leaves (and lets the launcher end the job) before rank 0 has written it
   log_.metrics({{"event", "stopped"}, {"signal", signal_name(sig)}, {"step", step}});
   log_.report("%s received: stopped after step %lld of %lld, checkpoint %s; continue with --resume\n",
               signal_name(sig), static_cast<long long>(step), static_cast<long long>(total_),
@@ -466,6 +529,8 @@ TrainResult TrainRun::finish() {
     if (!all.empty()) res_.last_checkpoint = all.back();
   }
   res_.summary = prev_metrics_;
+  res_.rank = comm_->rank();
+  res_.world_size = comm_->size();
   log_.finish();
   return res_;
 }
@@ -484,7 +549,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
     run.log_step(r.loss, 2 * batch.size());
     if (cb.after_step) cb.after_step(run.step, run.steps_this_call);
     const bool saved = run.end_of_step();  // an epoch end: mean loss, kNN, checkpoint; a checkpoint at the last step
-    if (const int sig = StopSignals::pending(); sig != 0 && run.step < run.stop_at) {
+    if (const int sig = run.agreed_stop_signal(); sig != 0 && run.step < run.stop_at) {
       run.stop_for_signal(sig, saved);
       break;
     }

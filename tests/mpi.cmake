@@ -11,7 +11,7 @@ target_compile_options(mpi_checks PRIVATE ${SIMCLR_WARNINGS})
 if(MPI_C_FOUND AND SIMCLR_MPIEXEC)
   set(_mpirun ${SIMCLR_MPIEXEC})
 else()
-  set(_mpirun "")  # the scripts skip
+  set(_mpirun none)  # the scripts print SKIPPED
 endif()
 simclr_python_test("mpi: communicator collectives, global BN and gathered negatives at -np 2 and 3; a dead or hung rank ends the job"
                    SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/mpi/mpi_check.py
@@ -25,3 +25,15 @@ if(TARGET simclr)
   set_tests_properties("mpi: simclr train at -np 2 (B per rank) equals one process (2B): losses and weights; SIGTERM to one rank and resume"
                        PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1" TIMEOUT 300)
 endif()
+
+# The job scripts parse (bash -n); their environment-to-rank logic is engine/launch_env.cpp's,
+# unit-tested with each launcher's variables (tests/test_distributed.cpp "[launch_env]").
+find_program(SIMCLR_BASH bash)
+foreach(script simclr.sbatch simclr.pbs)
+  if(SIMCLR_BASH)
+    add_test(NAME "script: tools/hpc/${script} passes bash -n" COMMAND ${SIMCLR_BASH} -n ${CMAKE_SOURCE_DIR}/tools/hpc/${script})
+  else()
+    add_test(NAME "script: tools/hpc/${script} passes bash -n" COMMAND ${CMAKE_COMMAND} -E echo "SKIPPED: no bash")
+    set_tests_properties("script: tools/hpc/${script} passes bash -n" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")
+  endif()
+endforeach()

@@ -5,12 +5,16 @@
 // two distributed ops with R "ranks" as threads (tests/thread_comm.h):
 // global batch norm with unequal row counts per rank, and NT-Xent with
 // negatives from every rank, each against the single-process op over the
-// concatenated batch (values, every gradient, running statistics).
+// concatenated batch (values, every gradient, running statistics); and the
+// loader's shards, which together are one process's batches.
 // tests/mpi/ runs the same ops over real processes (mpirun).
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
+#include "data/loader.h"
 #include "engine/comm.h"
 #include "engine/launch_env.h"
 #include "helpers.h"
@@ -321,4 +325,81 @@ TEST_CASE("ntxent with gathered negatives equals one process over the concatenat
     z0.slice0(B, 2 * B).copy_from(zg.slice0(N, N + B));
     CHECK(std::abs(ntxent(z0, tau).item() - loss_ref) > 1e-3);
   }
+}
+
+// ================================================================ the loader's shards
+
+namespace {
+class TinyImages : public Dataset {
+ public:
+  int64_t size() const override { return 37; }
+  int channels() const override { return 1; }
+  int height() const override { return 9; }
+  int width() const override { return 9; }
+  const std::vector<std::string>& class_names() const override { return names_; }
+  std::string describe() const override { return "tiny"; }
+  Sample get(int64_t i) const override {
+    Sample s;
+    s.image = Image(9, 9, 1);
+    for (size_t k = 0; k < s.image.pixels.size(); k++) s.image.pixels[k] = static_cast<uint8_t>((k * 7 + i * 31) % 256);
+    s.label = i % 2;
+    return s;
+  }
+
+ private:
+  std::vector<std::string> names_ = {"a", "b"};
+};
+}  // namespace
+
+TEST_CASE("loader shards: R ranks see together exactly one process's batches, in rank order", "[dist][loader]") {
+  auto ds = std::make_shared<TinyImages>();
+  DataConfig cfg;
+  cfg.dataset = "flat-folder";
+  cfg.channels = 1;
+  cfg.image_size = 6;
+  cfg.mean = {0.5f};
+  cfg.std = {0.25f};
+  const int64_t bs = 12;  // global batch; 37 images: 3 batches per epoch (drop_last)
+  LoaderOptions one = train_loader_options(cfg, bs, 5);
+  one.workers = 0;
+  Loader whole(ds, cfg, one);
+  for (int R : {2, 3, 4}) {
+    INFO("ranks " << R);
+    std::vector<std::unique_ptr<Loader>> shards;
+    for (int r = 0; r < R; r++) {
+      LoaderOptions o = one;
+      o.workers = r % 2;  // workers or not: the same batches
+      o.shard_rank = r;
+      o.shard_count = R;
+      shards.push_back(std::make_unique<Loader>(ds, cfg, o));
+      CHECK(shards.back()->batches_per_epoch() == whole.batches_per_epoch());  // the global count
+    }
+    const int64_t B = bs / R;
+    for (int64_t e = 0; e < 2; e++)
+      for (int64_t b = 0; b < whole.batches_per_epoch(); b++) {
+        const Batch w = whole.build(e, b);
+        const int64_t row = w.views.numel() / w.views.size(0);  // floats per view
+        for (int r = 0; r < R; r++) {
+          const Batch s = shards[r]->next();
+          REQUIRE(s.size() == B);
+          CHECK(s.epoch == e);
+          CHECK(s.index == b);
+          bool same = true;
+          for (int64_t i = 0; i < B; i++) {
+            same = same && s.indices[i] == w.indices[r * B + i];
+            for (int v = 0; v < 2; v++)  // view v of image r·B + i: row v·N + r·B + i of the whole batch
+              same = same && std::memcmp(s.views.data<float>() + (v * B + i) * row,
+                                         w.views.data<float>() + (v * bs + r * B + i) * row, row * 4) == 0;
+          }
+          CHECK(same);
+        }
+      }
+  }
+  LoaderOptions bad = one;
+  bad.shard_count = 5;  // 12 images do not split over 5 ranks
+  bad.shard_rank = 1;
+  CHECK_THROWS_WITH(Loader(ds, cfg, bad), Catch::Contains("does not split evenly over 5 ranks"));
+  bad.shard_count = 2;
+  bad.drop_last = false;
+  CHECK_THROWS_WITH(Loader(ds, cfg, bad), Catch::Contains("needs drop_last"));
 }

@@ -50,7 +50,7 @@ def mpirun(launcher, n, exe, mode, env_extra=None, timeout=120):
 
 def main():
     launcher, exe = sys.argv[1], sys.argv[2]
-    if not launcher or not os.path.exists(launcher):
+    if launcher in ("", "none") or not os.path.exists(launcher):
         print("SKIPPED: mpirun not found (install openmpi-bin and libopenmpi-dev, then reconfigure)")
         return
     for mode, sizes in (("collectives", (2, 3)), ("bn", (2, 3)), ("ntxent", (2, 3))):

@@ -142,7 +142,7 @@ def rank_pid(root_pid, rank, marker):
 
 def main():
     launcher, simclr, scratch = sys.argv[1], sys.argv[2], sys.argv[3]
-    if not launcher or not os.path.exists(launcher):
+    if launcher in ("", "none") or not os.path.exists(launcher):
         print("SKIPPED: mpirun not found (install openmpi-bin and libopenmpi-dev, then reconfigure)")
         return
     t0 = time.time()

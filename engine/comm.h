@@ -2,7 +2,8 @@
 // group. LocalCommunicator is one process; MpiCommunicator (engine/comm_mpi.cpp,
 // OpenMPI through the plugin libsimclr_mpi.so) joins the processes a launcher
 // started; make_communicator() picks one from the launch environment
-// (engine/launch_env.h). NCCL (CUDA tensors) is the GPU issue's.
+// (engine/launch_env.h). NcclCommunicator (engine/comm_nccl_cuda.cpp, CUDA
+// builds) runs the collectives of CUDA tensors, bootstrapped over one of these.
 //
 // Users: global batch norm (all_gather of per-channel (mean, M2, count), merged
 // with Chan's formula; all_reduce_sum of the backward's per-channel sums),
@@ -61,6 +62,13 @@ class LocalCommunicator final : public Communicator {
 // rank and size are env's). Throws when the world is larger than one and this
 // build has no MPI plugin, or the plugin cannot be loaded (naming the path).
 std::unique_ptr<Communicator> make_communicator(const LaunchEnv& env);
+
+// NCCL (CUDA builds: engine/comm_nccl_cuda.cpp): collectives on CUDA tensors of
+// GPU `device`, on its engine stream; the unique id is broadcast over
+// `bootstrap` (MPI, or LocalCommunicator for one process), which also serves
+// CPU tensors. Throws without a usable GPU, and in a build without CUDA.
+std::unique_ptr<Communicator> make_nccl_communicator(std::unique_ptr<Communicator> bootstrap, int device);
+bool nccl_built();
 
 // Whether the MPI plugin can be loaded (why not, otherwise); loads nothing else.
 bool mpi_plugin_available(std::string* why = nullptr);

@@ -258,6 +258,13 @@ void Communicator::broadcast(Tensor& t, int root) {
 }
 void Communicator::barrier() { fail("barrier is not implemented by the ", backend(), " communicator"); }
 
+#ifndef SIMCLR_WITH_CUDA
+bool nccl_built() { return false; }
+std::unique_ptr<Communicator> make_nccl_communicator(std::unique_ptr<Communicator>, int) {
+  fail("NCCL communicator: this build has no CUDA backend (configure with the CUDA toolkit for NCCL)");
+}
+#endif
+
 bool mpi_plugin_available(std::string* why) { return load_plugin(why) != nullptr; }
 
 std::unique_ptr<Communicator> make_communicator(const LaunchEnv& env) {

@@ -37,3 +37,10 @@ foreach(script simclr.sbatch simclr.pbs)
     set_tests_properties("script: tools/hpc/${script} passes bash -n" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")
   endif()
 endforeach()
+if(TARGET simclr AND SIMCLR_BASH)
+  simclr_python_test("script: tools/hpc/simclr.sbatch forwards SIGUSR1, requeues after the checkpoint, and the requeued job resumes"
+                     SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/mpi/hpc_script_check.py
+                     ARGS $<TARGET_FILE:simclr> ${CMAKE_BINARY_DIR}/test_tmp/hpc_script)
+  set_tests_properties("script: tools/hpc/simclr.sbatch forwards SIGUSR1, requeues after the checkpoint, and the requeued job resumes"
+                       PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1" TIMEOUT 200)
+endif()

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "data/loader.h"
@@ -213,7 +214,21 @@ TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
   check_run_paths(cfg_);
   std::string note;
   device_ = resolve_device(tc_.device, &note);
+  if (device_.is_cuda() && comm_->size() > 1 && (tc_.device == "auto" || tc_.device == "cuda")) {
+    // one process per GPU: the GPU is the local rank (engine/launch_env.h)
+    SIMCLR_CHECK(launch_.local_rank < cuda_device_count(), "rank ", comm_->rank(), " has local rank ",
+                 launch_.local_rank, " but this node has ", cuda_device_count(),
+                 " GPU(s): start at most one process per GPU per node");
+    device_ = Device::cuda(launch_.local_rank);
+    note = "rank " + std::to_string(comm_->rank()) + " trains on " + device_.str() + " (its local rank)";
+  }
   apply_precision(tc_, device_);
+  if (device_.is_cuda() && comm_->size() > 1) {
+    // CUDA tensors through NCCL (bootstrapped over MPI, which keeps the CPU tensors);
+    // SIMCLR_COMM=mpi keeps MPI for everything (device tensors staged through the host)
+    const char* force = std::getenv("SIMCLR_COMM");
+    if (force == nullptr || std::string(force) != "mpi") comm_ = make_nccl_communicator(std::move(comm_), device_.index);
+  }
   if (!note.empty()) log_.say("note: %s\n", note.c_str());
   const int threads = set_compute_threads(tc_.threads);
   tune_host_allocator();

@@ -21,6 +21,7 @@
 #include "kernels/batchnorm.h"
 #include "kernels/registry.h"
 #include "thread_comm.h"
+#include "train/run_config.h"
 
 using namespace simclr;
 using simclr::test::rand_tensor;
@@ -402,4 +403,27 @@ TEST_CASE("loader shards: R ranks see together exactly one process's batches, in
   bad.shard_count = 2;
   bad.drop_last = false;
   CHECK_THROWS_WITH(Loader(ds, cfg, bad), Catch::Contains("needs drop_last"));
+}
+
+// ================================================================ the config key
+
+TEST_CASE("config: model.bn is global (default) or local, and may change on resume", "[dist][config]") {
+  json j = quickstart_config();
+  RunConfig d = parse_run_config(j);
+  CHECK(d.model.global_bn);
+  CHECK(run_config_to_json(d)["model"]["bn"] == "global");
+  j["model"]["bn"] = "local";
+  RunConfig l = parse_run_config(j);
+  CHECK_FALSE(l.model.global_bn);
+  CHECK(run_config_to_json(l)["model"]["bn"] == "local");
+  CHECK(config_mismatch(run_config_to_json(d), run_config_to_json(l)).empty());
+  json old = run_config_to_json(d);  // a checkpoint from before the key
+  old["model"].erase("bn");
+  CHECK(config_mismatch(old, run_config_to_json(l)).empty());
+  j["model"]["bn"] = "sync";
+  CHECK_THROWS_WITH(parse_run_config(j), Catch::Contains("'model.bn'") && Catch::Contains("global, local"));
+  // the global batch is part of the config: a resume with another one is refused by the config check
+  json a = run_config_to_json(d), b = a;
+  b["train"]["batch"] = 128;
+  CHECK_THAT(config_mismatch(a, b), Catch::Contains("train.batch"));
 }

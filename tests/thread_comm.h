@@ -2,8 +2,9 @@
 // each a std::thread with its own ThreadComm, meeting at barriers. For the
 // unit tests of the distributed ops (global batch norm, NT-Xent with gathered
 // negatives) in one process; the autograd tape is thread-local, so each
-// thread runs its own forward and backward as a rank would. CPU tensors only.
-// Sums are formed in double in rank order, identical on every rank.
+// thread runs its own forward and backward as a rank would. Tensors of any
+// device (staged through host copies). Sums are formed in double in rank
+// order, identical on every rank.
 #pragma once
 #include <condition_variable>
 #include <functional>
@@ -84,7 +85,7 @@ class ThreadComm final : public Communicator {
 
  private:
   void publish(const Tensor& t) {
-    g_.slots()[static_cast<size_t>(rank_)] = t.clone();
+    g_.slots()[static_cast<size_t>(rank_)] = t.to(Device::cpu()).clone();
     if (rank_ == 0) g_.calls++;
     g_.sync();
   }

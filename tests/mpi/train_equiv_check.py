@@ -20,6 +20,8 @@ process.
      run bit for bit, and --resume of the same checkpoint in ONE process
      (same global batch, another world size) ends within float tolerance of
      the reference; a resume with another global batch is refused.
+  5. The emulated device (the CUDA backend's kernels on the CPU, device
+     tensors staged through MPI): 2 steps at -np 2 = one process.
 Tolerance: the two runs differ only in the order of float sums (BN statistics
 merged from two halves instead of one pass, the weight gradients summed over
 two halves and then all-reduced, the loss's two partial sums), i.e. a few
@@ -252,6 +254,21 @@ def main():
     bad = train(term + "_on_one", 0, ["--set", "train.batch=8"], resume=True, expect_rc=None,
                 what="resume with another global batch")
     check(bad.returncode != 0 and "train.batch" in bad.stdout, "another global batch is refused naming train.batch")
+    # ---- the CUDA backend's code path (the emulated device) under -np 2: 2 steps
+    e1, e2 = os.path.join(scratch, "emu_one"), os.path.join(scratch, "emu_np2")
+    probe = train(e1, 0, ["--set", "train.device=emu", "--set", "train.max_steps=2"], expect_rc=None,
+                  what="emulated device, one process")
+    if probe.returncode != 0 and "no kernel emulator" in probe.stdout:
+        print("   (this build has no kernel emulator: the emulated -np 2 run is skipped)")
+    else:
+        if probe.returncode != 0:
+            fail("the emulated one-process run failed:\n" + probe.stdout)
+        train(e2, 2, ["--set", "train.device=emu", "--set", "train.max_steps=2"], what="emulated device, -np 2")
+        a, b = step_losses(e1), step_losses(e2)
+        we = max(abs(a[k] - b[k]) / abs(a[k]) for k in a)
+        check(sorted(a) == [1, 2] and sorted(b) == [1, 2] and we <= LOSS_TOL,
+              "emulated device (CUDA kernels, tensors staged through MPI): -np 2 = one process over 2 steps (%.2e)"
+              % we)
     print("passed in %.1f s (measured: loss %.2e, weights %.2e; local BN: %.2e, %.2e)" % (
         time.time() - t0, worst, w, worst_local, wl))
 

@@ -163,7 +163,8 @@ class MpiCommunicator final : public Communicator {
     SIMCLR_CHECK(dt >= 0, "MPI all_reduce_sum on rank ", rank_, ": unsupported dtype of ", t.describe(),
                  " (f32, f64, i32, i64)");
     Staged s(t);
-    call("MPI_Allreduce", t, [&](char* err, int n) { return api_->all_reduce_sum(s.host.data_ptr(), t.numel(), dt, err, n); });
+    call("MPI_Allreduce", t,
+         [&](char* err, int n) { return api_->all_reduce_sum(s.host.data_ptr(), t.numel(), dt, err, n); });
     s.back(t);
   }
 
@@ -195,7 +196,8 @@ class MpiCommunicator final : public Communicator {
   struct Staged {
     Tensor host;
     bool copied = false;
-    explicit Staged(const Tensor& t) : host(t.device().is_cpu() ? t : t.to(Device::cpu())), copied(!t.device().is_cpu()) {}
+    explicit Staged(const Tensor& t)
+        : host(t.device().is_cpu() ? t : t.to(Device::cpu())), copied(!t.device().is_cpu()) {}
     void back(Tensor& t) {
       if (copied) t.copy_from(host);
     }

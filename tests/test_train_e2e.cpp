@@ -284,7 +284,8 @@ class RecordingComm final : public Communicator {
     values_at_call = store_.values().clone();  // before the update
   }
   void all_gather(Tensor& out, const Tensor& in) override {
-    for (int r = 0; r < size_; r++) out.view({out.numel()}).slice0(r * in.numel(), (r + 1) * in.numel()).copy_from(in.view({in.numel()}));
+    const int64_t n = in.numel();
+    for (int r = 0; r < size_; r++) out.view({out.numel()}).slice0(r * n, (r + 1) * n).copy_from(in.view({n}));
   }
   int calls = 0;
   bool reduced_the_grads = false, grads_nonzero = false;

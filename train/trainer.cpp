@@ -227,7 +227,8 @@ TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
     // CUDA tensors through NCCL (bootstrapped over MPI, which keeps the CPU tensors);
     // SIMCLR_COMM=mpi keeps MPI for everything (device tensors staged through the host)
     const char* force = std::getenv("SIMCLR_COMM");
-    if (force == nullptr || std::string(force) != "mpi") comm_ = make_nccl_communicator(std::move(comm_), device_.index);
+    if (force == nullptr || std::string(force) != "mpi")
+      comm_ = make_nccl_communicator(std::move(comm_), device_.index);
   }
   if (!note.empty()) log_.say("note: %s\n", note.c_str());
   const int threads = set_compute_threads(tc_.threads);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "data/loader.h"
@@ -174,6 +175,7 @@ class TrainRun {
   void run_knn(int64_t epoch);
   void save();
   void sync_replicas();
+  void check_replicas();
 
  public:
   // Multi-process: the stop signal agreed by every rank (one tiny all-reduce per step):
@@ -448,6 +450,7 @@ void TrainRun::run_knn(int64_t epoch) {
 
 // A checkpoint at the current step (atomically), then the oldest beyond keep_last go.
 void TrainRun::save() {
+  check_replicas();
   prev_metrics_["loss"] = last_loss_;
   if (comm_->rank() != 0) {  // rank 0 writes; every rank knows what it wrote
     res_.last_checkpoint = checkpoint_path(tc_.run_dir, step);
@@ -498,9 +501,45 @@ void TrainRun::sync_replicas() {
   SIMCLR_CHECK(static_cast<int64_t>(s.at(0)) == step, "rank ", comm_->rank(), " would resume at step ", step,
                " but rank 0 at step ", static_cast<int64_t>(s.at(0)),
                ": the ranks see different checkpoints (train.run_dir must be one shared directory)");
+  // test hook (tests/mpi/train_equiv_check.py): this rank's first parameter one ulp off,
+  // which check_replicas() must find and repair at the first checkpoint
+  if (const char* p = std::getenv("SIMCLR_TEST_PERTURB_RANK"); p != nullptr && std::atoi(p) == comm_->rank()) {
+    Tensor first = model_->store.values().slice0(0, 1).to(Device::cpu());
+    first.data<float>()[0] = std::nextafter(first.data<float>()[0], INFINITY);
+    model_->store.values().slice0(0, 1).copy_from(first);
+  }
   log_.say("note: %d processes (%s, %s): train.batch %lld is the global batch, %lld images per rank\n", comm_->size(),
            launch_.launcher.c_str(), comm_->backend().c_str(), static_cast<long long>(tc_.batch),
            static_cast<long long>(tc_.batch / comm_->size()));
+}
+
+// Multi-process, at each checkpoint: the ranks' parameters must be the same bits
+// (every rank applies the same all-reduced gradient; an MPI whose sums differed by
+// rank in the last bit would let the replicas drift). A checksum per rank, gathered;
+// on a mismatch rank 0's parameters, buffers and optimiser state are broadcast again.
+void TrainRun::check_replicas() {
+  if (comm_->size() <= 1) return;
+  const Tensor v = model_->store.values().to(Device::cpu());
+  const uint64_t* w = static_cast<const uint64_t*>(v.data_ptr());
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over 64-bit words
+  for (size_t i = 0; i < v.nbytes() / 8; i++) h = (h ^ w[i]) * 1099511628211ull;
+  if (v.nbytes() % 8 != 0) {  // an odd count of f32: the last one
+    uint32_t last = 0;
+    std::memcpy(&last, static_cast<const char*>(v.data_ptr()) + v.nbytes() - 4, 4);
+    h = (h ^ last) * 1099511628211ull;
+  }
+  Tensor mine = Tensor::full({1}, 0.0, DType::i64), all = Tensor::empty({comm_->size()}, DType::i64);
+  std::memcpy(mine.data_ptr(), &h, 8);
+  comm_->all_gather(all, mine);
+  std::vector<int> differ;
+  for (int r = 1; r < comm_->size(); r++)
+    if (std::memcmp(all.data<int64_t>() + r, all.data<int64_t>(), 8) != 0) differ.push_back(r);
+  if (differ.empty()) return;
+  log_.say("warning: step %lld: the parameters of %zu rank(s) differ from rank 0's (first: rank %d): "
+           "broadcasting rank 0's again\n", static_cast<long long>(step), differ.size(), differ[0]);
+  comm_->broadcast(model_->store.values(), 0);
+  comm_->broadcast(model_->store.buffers(), 0);
+  for (auto& [name, t] : optim_->state()) comm_->broadcast(t, 0);
 }
 
 int TrainRun::agreed_stop_signal() {

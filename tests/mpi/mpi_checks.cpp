@@ -77,6 +77,17 @@ void collectives(Communicator& c, const LaunchEnv& env) {
     for (int64_t i = 0; i < n && ok; i++) ok = x.at(i) == static_cast<double>(i % 1000) * f;
     check(ok, std::string("all_reduce_sum ") + dtype_name(dt) + " of 2^20+3 elements");
   }
+  {
+    // sums of inexact floats: every rank must get the same bits (else replicas drift apart)
+    Tensor x = rand_f64({(1 << 18) + 5}, 100 + r, -1, 1).to(DType::f32);
+    c.all_reduce_sum(x);
+    Tensor all = Tensor::empty({R * x.numel()}, DType::f32);
+    c.all_gather(all, x);
+    bool same = true;
+    for (int q = 1; q < R; q++)
+      same = same && std::memcmp(all.data<float>(), all.data<float>() + q * x.numel(), x.nbytes()) == 0;
+    check(same, "all_reduce_sum of inexact f32 values gives every rank the same bits");
+  }
   Tensor in = Tensor::full({3, 2}, r + 0.5, DType::f32);
   Tensor big = Tensor::zeros({R * 3 + 2, 2}, DType::f32), out = big.slice0(1, 1 + R * 3);
   c.all_gather(out, in);

@@ -20,7 +20,9 @@ process.
      run bit for bit, and --resume of the same checkpoint in ONE process
      (same global batch, another world size) ends within float tolerance of
      the reference; a resume with another global batch is refused.
-  5. The emulated device (the CUDA backend's kernels on the CPU, device
+  5. Replicas that drift apart (a test hook puts rank 1's first weight one
+     ulp off) are found at the next checkpoint and repaired from rank 0.
+  6. The emulated device (the CUDA backend's kernels on the CPU, device
      tensors staged through MPI): 2 steps at -np 2 = one process.
 Tolerance: the two runs differ only in the order of float sums (BN statistics
 merged from two halves instead of one pass, the weight gradients summed over
@@ -254,6 +256,18 @@ def main():
     bad = train(term + "_on_one", 0, ["--set", "train.batch=8"], resume=True, expect_rc=None,
                 what="resume with another global batch")
     check(bad.returncode != 0 and "train.batch" in bad.stdout, "another global batch is refused naming train.batch")
+    # ---- replicas that drifted apart (one rank's first weight an ulp off: a test hook) are found and
+    # repaired at the first checkpoint (rank 0's broadcast again)
+    drift = os.path.join(scratch, "np2_drift")
+    cmd = [launcher] + MPI + ["-np", "2", "-x", "SIMCLR_TEST_PERTURB_RANK", simclr, "train", config, "--set",
+                               "train.run_dir=" + drift]
+    os.environ["SIMCLR_TEST_PERTURB_RANK"] = "1"
+    out = run(cmd, "-np 2, rank 1 perturbed").stdout
+    del os.environ["SIMCLR_TEST_PERTURB_RANK"]
+    check("warning: step 4: the parameters of 1 rank(s) differ from rank 0's (first: rank 1)" in out and
+          out.count("differ from rank 0's") == 1,
+          "a replica one ulp off is found at the first checkpoint (step 4), and only there (repaired)")
+
     # ---- the CUDA backend's code path (the emulated device) under -np 2: 2 steps
     e1, e2 = os.path.join(scratch, "emu_one"), os.path.join(scratch, "emu_np2")
     probe = train(e1, 0, ["--set", "train.device=emu", "--set", "train.max_steps=2"], expect_rc=None,

@@ -45,6 +45,15 @@ Loader::Loader(std::shared_ptr<const Dataset> ds, const DataConfig& cfg, const L
                " channel(s), config asks for ", cfg_.channels);
   SIMCLR_CHECK(static_cast<int>(cfg_.mean.size()) == cfg_.channels && static_cast<int>(cfg_.std.size()) == cfg_.channels,
                "loader: mean/std must have one value per channel");
+  SIMCLR_CHECK(opt_.shard_count >= 1 && opt_.shard_rank >= 0 && opt_.shard_rank < opt_.shard_count,
+               "loader: shard ", opt_.shard_rank, " of ", opt_.shard_count, " does not exist");
+  if (opt_.shard_count > 1) {
+    SIMCLR_CHECK(opt_.batch_size % opt_.shard_count == 0, "loader: the global batch of ", opt_.batch_size,
+                 " images does not split evenly over ", opt_.shard_count, " ranks: make train.batch a multiple of ",
+                 opt_.shard_count);
+    SIMCLR_CHECK(opt_.drop_last, "loader: a batch split over ", opt_.shard_count,
+                 " ranks needs drop_last (a final partial batch would not split evenly)");
+  }
   int64_t n = ds_->size();
   batches_per_epoch_ = opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
   SIMCLR_CHECK(batches_per_epoch_ >= 1, "loader: the dataset has ", n, " images, fewer than one batch of ",
@@ -82,7 +91,10 @@ std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
 Batch Loader::build(int64_t epoch, int64_t b) const {
   SIMCLR_ASSERT(b >= 0 && b < batches_per_epoch_ && epoch >= 0);
   const int64_t n = ds_->size(), bs = opt_.batch_size;
-  const int64_t begin = b * bs, end = std::min(n, begin + bs), N = end - begin;
+  // the global batch's positions [gbegin, gend), then this shard's share of them
+  const int64_t gbegin = b * bs, gend = std::min(n, gbegin + bs), GN = gend - gbegin;
+  const int64_t R = opt_.shard_count, r = opt_.shard_rank;
+  const int64_t begin = gbegin + GN * r / R, end = gbegin + GN * (r + 1) / R, N = end - begin;
   const int S = out_size_, C = cfg_.channels;
   const size_t view_floats = static_cast<size_t>(S) * S * C;
   std::shared_ptr<const std::vector<int64_t>> order = order_for(epoch);

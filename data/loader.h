@@ -58,6 +58,15 @@ struct LoaderOptions {
   int64_t max_epochs = 0;    // 0: endless
   DType dtype = DType::f32;  // views: f32, or bf16 / f16 (rounded to nearest even from the f32 result)
   bool pinned = false;       // views in page-locked memory (engine/async.h), for asynchronous GPU copies
+  // Multi-process training: batch_size is the GLOBAL batch and this loader builds
+  // only rank shard_rank's share of each: of batch b's N images (positions
+  // [bN, (b+1)N) of the epoch's order), positions [bN + rN/R, bN + (r+1)N/R) for
+  // r = shard_rank, R = shard_count, with the views a single process would give
+  // them (view v of image i is still sample_view(seed, epoch, i, v)). So R ranks
+  // see together exactly the batches of one process, rank r holding images
+  // [rN/R, (r+1)N/R) of each: the order the distributed NT-Xent and global BN
+  // assume. Needs batch_size % shard_count == 0 and drop_last (equal shares).
+  int shard_rank = 0, shard_count = 1;
 };
 
 // Training: from the data config (workers, prefetch, drop_last), shuffled.

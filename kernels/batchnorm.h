@@ -6,12 +6,19 @@
 // Shape legend: M rows (everything but the channel dim), C channels.
 //
 // The op (ops/nn.cpp) runs BN in phases, every phase a kernel, so that the
-// per-channel sums can be all-reduced across ranks in between (global BN)
+// per-channel statistics can be gathered across ranks in between (global BN)
 // without a host round trip:
-//   training forward:  stats -> [all-reduce stats] -> finalize -> forward
-//     stats[2C+1] = [Σx C | Σx² C | count]            (count = M; Σ over ranks after the all-reduce)
-//     finalize: mean = Σx/count, var = Σx²/count - mean² (biased, clamped at 0),
-//               invstd = 1/sqrt(var + eps); running statistics (when given):
+//   training forward:  stats -> [all-gather, merge_stats] -> finalize -> forward
+//     stats[2C+1] = [mean C | M2 C | count]     (count = M; M2 = Σ(x - mean)²; an empty
+//                                                batch gives zeros)
+//     merge_stats: R ranks' stats blocks [R][2C+1] -> the stats of the concatenated batch,
+//               by Chan's parallel Welford formula folded in rank order (so every rank gets
+//               the same bits; ranks may have different counts, empty ones add nothing):
+//               n = na + nb, δ = mean_b - mean_a, mean = mean_a + δ·nb/n,
+//               M2 = M2_a + M2_b + δ²·na·nb/n. The variance is never rebuilt from
+//               Σx² - (Σx)²/n across ranks (nor from 1/invstd² - eps).
+//     finalize: mean, var = M2/count (biased), invstd = 1/sqrt(var + eps); running
+//               statistics (when given):
 //               r_mean = (1-m)·r_mean + m·mean, r_var = (1-m)·r_var + m·var·count/(count-1)
 //               (PyTorch's convention: the unbiased variance), in double, stored in
 //               the buffers' own dtype (f32 or f64, whatever x's dtype: running_f32 / running_f64)
@@ -57,6 +64,7 @@ template <class T>
 struct BatchNormKernels {
   static constexpr Op op = Op::batch_norm;
   void (*stats)(double* stats, const T* x, int64_t M, int64_t C);
+  void (*merge_stats)(double* stats, const double* parts, int64_t ranks, int64_t C);
   BatchNormRunningKernels<T, float> running_f32;  // running buffers (or none) of dtype f32
   BatchNormRunningKernels<T, double> running_f64;
   void (*forward)(T* y, const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, int64_t M,
@@ -76,11 +84,13 @@ namespace simclr::cpu {
 // sum[C] = Σ_m x[m,c], sumsq[C] = Σ_m x[m,c]²
 template <class T>
 void batchnorm_stats(double* sum, double* sumsq, const T* x, int64_t M, int64_t C);
-// stats[2C+1] = [sum C | sumsq C | M]   (batchnorm_stats plus the row count)
+// stats[2C+1] = [mean C | M2 C | M]   (from the sums of x - x[0,c], as batchnorm_stats)
 template <class T>
 void batchnorm_batch_stats(double* stats, const T* x, int64_t M, int64_t C);
+// stats[2C+1] = the merge of parts[ranks][2C+1] (Chan's formula in rank order, see above)
+void batchnorm_merge_stats(double* stats, const double* parts, int64_t ranks, int64_t C);
 
-// From stats[2C+1] (all-reduced: count = stats[2C] > 1): mean[C], invstd[C] (=),
+// From stats[2C+1] (merged: count = stats[2C] > 1): mean[C], invstd[C] (=),
 // and, when running_mean/running_var are not null, their update (see above).
 // Fails when count <= 1 (no variance to estimate).
 template <class T, class B>
@@ -129,6 +139,7 @@ void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, cons
 // (host pointers under the emulator). Differences a device forces:
 //   - the reductions take a stream-ordered scratch buffer (cudaMallocAsync on
 //     `stream`) for their per-(row chunk, channel) partials;
+//   - batchnorm_merge_stats: one thread per channel (the same fold, in double);
 //   - batchnorm_finalize cannot throw when count = stats[2C] <= 1: it writes
 //     NaN to mean[C] and invstd[C] and leaves the running buffers untouched
 //     (the op checks count > 1 on the host whenever it knows the count).
@@ -153,7 +164,8 @@ void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, cons
                              int64_t M, int64_t C, void* stream);
 #define SIMCLR_BN_LAUNCHERS          \
   SIMCLR_BN_LAUNCHERS_T(float)       \
-  SIMCLR_BN_LAUNCHERS_T(::simclr::bf16)
+  SIMCLR_BN_LAUNCHERS_T(::simclr::bf16) \
+  void batchnorm_merge_stats(double* stats, const double* parts, int64_t ranks, int64_t C, void* stream);
 
 namespace simclr::gpu {
 SIMCLR_BN_LAUNCHERS

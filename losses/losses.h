@@ -1,6 +1,7 @@
 // losses/losses.h - the differentiable losses: softmax cross-entropy (the
 // linear probe) and NT-Xent (SimCLR). Same conventions as ops/ops.h.
 #pragma once
+#include "engine/comm.h"
 #include "ops/ops.h"
 
 namespace simclr {
@@ -13,6 +14,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
 // all V rows of -log( exp(s_ip/τ) / Σ_{k≠i} exp(s_ik/τ) ), s = cosine sim.
 // CPU: f32/f64, the loss in z's dtype. CUDA (the fused kernels): f32/bf16,
 // τ >= kNtxentMinTau (kernels/ntxent.h), the loss f32 on the device.
-Tensor ntxent(const Tensor& z, double tau);
+//
+// With comm (size R > 1): negatives from every rank. Each rank passes its own
+// z[2B, D] ([view 1 of its B images; view 2]), every rank the same B; the
+// global batch is the ranks' images in rank order (rank r holds global images
+// [rB, rB + B)), so the global z[2RB, D] is [all view 1; all view 2], exactly
+// one process's z for the R·B images. The op all-gathers z (both halves) and
+// the per-row log-sum-exp, and returns the GLOBAL loss (the ranks' partial
+// sums all-reduced: the same value on every rank); backward writes the
+// complete gradient of that loss for this rank's rows (their terms as
+// negatives of every other row included), so the step sums the ranks'
+// parameter gradients and never all-reduces key gradients. comm must outlive
+// backward (which runs no collective).
+Tensor ntxent(const Tensor& z, double tau, Communicator* comm = nullptr);
 
 }  // namespace simclr

@@ -41,6 +41,10 @@ struct ResNetConfig {
   bool zero_init_residual = false; // last BN gamma of each block = 0
   double bn_momentum = 0.1;        // PyTorch convention (TF decay 0.9)
   double bn_eps = 1e-5;
+  // Multi-process training (model.bn): true ("global") normalises with the
+  // statistics of every rank's batch (the step passes its communicator to the
+  // encoder's and the head's BN); false ("local") with each rank's own.
+  bool global_bn = true;
 };
 
 // max(1, round(base * width)).

@@ -8,9 +8,13 @@
 // float64 gradient checks run without running statistics), both of one dtype.
 // Their update is computed in double and stored in the buffers' dtype by the
 // finalize kernel; in eval they are converted to x's dtype by another.
-// gamma/beta must match x's dtype (their gradients do). With a communicator,
-// its object must outlive the backward pass; its all-reduces run between
-// kernels, on tensors, so the statistics never visit the host.
+// gamma/beta must match x's dtype (their gradients do). With a communicator
+// of more than one rank (global BN), each rank's per-channel (mean, M2, count)
+// is all-gathered and merged by Chan's formula (kernels/batchnorm.h
+// merge_stats: ranks may hold different counts), and backward all-reduces the
+// per-channel [Σdy | Σdy·x̂] once; the result equals BN over the concatenated
+// batch. The communicator must outlive the backward pass; its collectives run
+// between kernels, on tensors, so the statistics never visit the host.
 #include "engine/comm.h"
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
@@ -156,13 +160,18 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
     const Device dev = x.device();
     // ---- statistics, batch (training, maybe all-reduced) or running (eval), as mean[C], invstd[C] in T
     Tensor mean = Tensor::empty({C}, dt, dev), invstd = Tensor::empty({C}, dt, dev);
-    Tensor stats;  // training: [Σx C | Σx² C | count], summed over the ranks
+    Tensor stats;  // training: [mean C | M2 C | count] of the batch (merged over the ranks)
     with_running(k, have_running ? running_mean.dtype() : DType::f32, [&](const auto& kr, auto btag) {
       using B = decltype(btag);
       if (opt.training) {
         stats = Tensor::empty({2 * C + 1}, DType::f64, dev);
         k.stats(stats.ptr<double>(), x.ptr<T>(), M, C);
-        if (comm) comm->all_reduce_sum(stats);
+        if (comm) {
+          const int R = comm->size();
+          Tensor parts = Tensor::empty({R * (2 * C + 1)}, DType::f64, dev);  // [R][2C+1], rank order
+          comm->all_gather(parts, stats);
+          k.merge_stats(stats.ptr<double>(), parts.ptr<double>(), R, C);
+        }
         kr.finalize(mean.ptr<T>(), invstd.ptr<T>(), ptr_or_null<B>(running_mean), ptr_or_null<B>(running_var),
                     stats.ptr<double>(), C, opt.eps, opt.momentum);
       } else {

@@ -60,10 +60,11 @@ Tensor global_avg_pool(const Tensor& x);
 //   + m var_unbiased (PyTorch's convention, m = momentum).
 // eval: normalise with the running statistics.
 // gamma/beta may be undefined (affine off). running_* may be undefined in
-// training (no update). With comm (size > 1) the batch statistics are summed
-// across ranks (global / cross-device BN): forward all-reduces per-channel
-// (sum, sum of squares, count), backward all-reduces (Σdy, Σdy·x̂); dγ, dβ
-// stay per-rank (the gradient all-reduce sums them); comm must outlive backward.
+// training (no update). With comm (size > 1) the batch statistics are those
+// of all ranks' rows (global / cross-device BN): forward all-gathers the
+// per-channel (mean, M2, count) and merges them (Chan's formula; unequal
+// counts allowed), backward all-reduces (Σdy, Σdy·x̂); dγ, dβ stay per-rank
+// (the gradient all-reduce sums them); comm must outlive backward.
 // gamma/beta have x's dtype; running_* are buffers, f32 or f64 whatever x's
 // dtype (updated in double, stored in their own dtype).
 // relu: the fused BN+ReLU, y = max(BN(x), 0), one sweep instead of two and

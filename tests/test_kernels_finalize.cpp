@@ -83,10 +83,10 @@ void check_bn_finalize() {
   std::vector<double> stats(2 * C + 1, std::numeric_limits<double>::quiet_NaN());
   k.stats(stats.data(), x.data(), M, C);
   CHECK(stats[2 * C] == M);
-  std::vector<double> sum(C), sumsq(C);
-  for (int64_t c = 0; c < C; c++) sum[c] = mu[c] * M, sumsq[c] = (var[c] + mu[c] * mu[c]) * M;
-  check_close(stats.data(), sum, kStatsTol<T>, "sum");
-  check_close(stats.data() + C, sumsq, kStatsTol<T>, "sumsq");
+  std::vector<double> m2(C);  // stats = [mean | M2 = Σ(x - mean)² | count]
+  for (int64_t c = 0; c < C; c++) m2[c] = var[c] * M;
+  check_close(stats.data(), mu, kStatsTol<T>, "mean");
+  check_close(stats.data() + C, m2, kStatsTol<T>, "M2");
 
   const double eps = 1e-3, momentum = 0.3;
   const std::vector<double> rm0 = uniform(C, 2, -1, 1), rv0 = uniform(C, 3, 0.5, 2);
@@ -111,12 +111,13 @@ void check_bn_finalize() {
   CHECK(mean2 == mean);
   CHECK(invstd2 == invstd);
 
-  // two "ranks": the element-wise sum of their stats (what the all-reduce does) gives the whole batch's
+  // two "ranks" of 15 and 22 rows: their stats gathered and merged (global BN) give the whole batch's
   const int64_t M1 = 15;
-  std::vector<double> s1(2 * C + 1), s2(2 * C + 1);
-  k.stats(s1.data(), x.data(), M1, C);
-  k.stats(s2.data(), x.data() + M1 * C, M - M1, C);
-  for (size_t i = 0; i < s1.size(); i++) s1[i] += s2[i];
+  std::vector<double> parts(2 * (2 * C + 1)), s1(2 * C + 1);
+  k.stats(parts.data(), x.data(), M1, C);
+  k.stats(parts.data() + 2 * C + 1, x.data() + M1 * C, M - M1, C);
+  k.merge_stats(s1.data(), parts.data(), 2, C);
+  CHECK(s1[2 * C] == M);
   std::vector<B> rm2 = as<B>(rm0), rv2 = as<B>(rv0);
   kr.finalize(mean2.data(), invstd2.data(), rm2.data(), rv2.data(), s1.data(), C, eps, momentum);
   check_close(mean2.data(), mu, tol, "two-rank mean");

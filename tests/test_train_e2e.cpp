@@ -266,19 +266,28 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) == 0;
 }
 
-// A stand-in for a 2-rank group: records what train_step hands it.
+// A stand-in for a 2-rank group: records what train_step hands it. The other
+// ranks are this one's replicas: a gather repeats `in`, a sum of anything but
+// the gradient buffer is size x t (global BN and NT-Xent's collectives).
 class RecordingComm final : public Communicator {
  public:
   RecordingComm(int size, ParamStore& store) : size_(size), store_(store) {}
   int rank() const override { return 0; }
   int size() const override { return size_; }
   void all_reduce_sum(Tensor& t) override {
+    if (t.data_ptr() != store_.grads().data_ptr()) {
+      t.copy_from(scale(t, size_));
+      return;
+    }
     calls++;
     reduced_the_grads = t.data_ptr() == store_.grads().data_ptr() && t.numel() == store_.grads().numel();
     grads_nonzero = max_abs_f32(t) > 0;  // after backward
     values_at_call = store_.values().clone();  // before the update
   }
-  void all_gather(Tensor& out, const Tensor& in) override { out.copy_from(in); }
+  void all_gather(Tensor& out, const Tensor& in) override {
+    const int64_t n = in.numel();
+    for (int r = 0; r < size_; r++) out.view({out.numel()}).slice0(r * n, (r + 1) * n).copy_from(in.view({n}));
+  }
   int calls = 0;
   bool reduced_the_grads = false, grads_nonzero = false;
   Tensor values_at_call;

@@ -221,6 +221,7 @@ int main(int argc, char** argv) {
       opt.resume = resume;
       opt.tty = tty;
       TrainResult r = train(cfg, opt);
+      if (r.rank != 0) return r.stopped_by_signal != 0 ? 128 + r.stopped_by_signal : 0;  // rank 0 reports and probes
       std::printf("trained steps %lld..%lld of %lld in %s (%.0f views/s); checkpoint %s\n",
                   static_cast<long long>(r.start_step), static_cast<long long>(r.end_step),
                   static_cast<long long>(r.total_steps), fmt_time(r.seconds).c_str(), r.views_per_second,

@@ -34,6 +34,7 @@ RunConfig parse_run_config(const json& root) {
   c.model.zero_init_residual = m.get_bool("zero_init_residual", false);
   c.model.bn_momentum = m.get_double("bn_momentum", 0.1, 0, 1);
   c.model.bn_eps = m.get_double("bn_eps", 1e-5, 1e-12, 1);
+  c.model.global_bn = m.get_choice("bn", "global", {"global", "local"}) == "global";
   m.finish();
 
   ConfigObject h = r.child("head");
@@ -142,7 +143,8 @@ json run_config_to_json(const RunConfig& c) {
                 {"stem", c.model.stem},
                 {"zero_init_residual", c.model.zero_init_residual},
                 {"bn_momentum", c.model.bn_momentum},
-                {"bn_eps", c.model.bn_eps}};
+                {"bn_eps", c.model.bn_eps},
+                {"bn", c.model.global_bn ? "global" : "local"}};
   j["head"] = {{"depth", c.head.depth}, {"hidden", c.head.hidden}, {"out", c.head.out}, {"bn", c.head.bn}};
   j["loss"] = {{"temperature", c.temperature}};
   const OptimizerConfig& o = c.optimizer;
@@ -196,7 +198,7 @@ const std::set<std::string>& may_differ() {
   static const std::set<std::string> s = {
       "train.device", "train.threads", "train.run_dir", "train.checkpoint_every", "train.keep_last",
       "train.log_interval", "train.max_steps", "train.profile", "train.precision", "train.conv_impl",
-      "train.deterministic", "train.cuda_graph", "data.workers", "data.prefetch", "data.strict",
+      "train.deterministic", "train.cuda_graph", "data.workers", "data.prefetch", "data.strict", "model.bn",
       "eval"};
   return s;
 }

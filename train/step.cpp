@@ -12,16 +12,20 @@ namespace simclr {
 
 namespace {
 // zero the gradients -> f -> g -> NT-Xent: the loss (one element, on the model's device).
-Tensor forward_loss(const Tensor& views, SimclrModel& model, double temperature) {
+Tensor forward_loss(const Tensor& views, SimclrModel& model, double temperature, Communicator* comm) {
   SIMCLR_CHECK(model.head != nullptr, "train_step: the model was built without its projection head");
   model.store.zero_grad();
   // bf16: the views cast to bf16 (the whole forward follows its input's dtype) and z
   // back to f32, so the loss and its gradient are the fp32 NT-Xent (V x out values: a
   // negligible cast); f32: both casts are the identity (no op, no tape entry).
-  Tensor h = model.encoder->forward(cast(views, model.compute_dtype), true);
-  Tensor z = cast(model.head->forward(h, true), DType::f32);
+  // Multi-process (comm of more than one rank): global BN unless model.bn = local, and
+  // NT-Xent with the negatives of every rank, whose loss is the global one (the same on
+  // every rank) and whose gradient is this rank's share: the all-reduce below sums them.
+  Communicator* bn_comm = model.encoder->config().global_bn ? comm : nullptr;
+  Tensor h = model.encoder->forward(cast(views, model.compute_dtype), true, bn_comm);
+  Tensor z = cast(model.head->forward(h, true, bn_comm), DType::f32);
   OpTimer t("ntxent");
-  return ntxent(z, temperature);
+  return ntxent(z, temperature, comm);
 }
 
 // backward -> all-reduce -> the optimiser at its staged lr.
@@ -41,7 +45,7 @@ void backward_update(const Tensor& loss, SimclrModel& model, Optimizer& optimize
 
 StepResult train_step(const Tensor& views, SimclrModel& model, Optimizer& optimizer, double lr, double temperature,
                       Communicator* comm, const LossFilter& loss_filter) {
-  Tensor loss = forward_loss(views, model, temperature);
+  Tensor loss = forward_loss(views, model, temperature, comm);
   StepResult r;
   optimizer.stage_lr(lr);
   if (loss.device().runs_cuda_code()) {
@@ -82,6 +86,9 @@ CapturedStep::CapturedStep(SimclrModel& model, Optimizer& optimizer, double temp
   const Device dev = model.store.device();
   SIMCLR_CHECK(dev.runs_cuda_code(), "train.cuda_graph needs the model on a GPU (or emu), not on ", dev.str());
   SIMCLR_CHECK(eager_steps >= 1, "CapturedStep: at least one eager step must come before the capture");
+  SIMCLR_CHECK(comm == nullptr || comm->size() == 1, "train.cuda_graph with ", comm ? comm->size() : 1,
+               " processes is not supported yet (the collectives inside the step are not captured): set "
+               "train.cuda_graph = false");
 }
 
 StepResult CapturedStep::run(const Tensor& views, double lr) {
@@ -98,7 +105,7 @@ StepResult CapturedStep::run(const Tensor& views, double lr) {
     optimizer_->stage_lr(lr);
     CaptureScope capture(dev);
     {
-      Tensor loss = forward_loss(input_, *model_, temperature_);
+      Tensor loss = forward_loss(input_, *model_, temperature_, comm_);
       SIMCLR_CHECK(optimizer_->guard(loss), "train.cuda_graph: the optimiser '", optimizer_->name(),
                    "' has no device guard");
       backward_update(loss, *model_, *optimizer_, comm_);

@@ -41,8 +41,10 @@ using LossFilter = std::function<double(double loss)>;
 
 // One step on `views` ([2N, S, S, C], [view 1; view 2]). comm: null or a
 // size-1 communicator means a single process (no all-reduce); with more
-// ranks the flat gradient (ParamStore::grads) is summed over ranks before the
-// update, so each rank's loss must be its share of the global loss. Profile
+// ranks BN is global (unless model.bn = local), NT-Xent takes the negatives of
+// every rank and its loss is the global one, the same on every rank, while each
+// rank's gradient is its share: the flat gradient (ParamStore::grads) is summed
+// over ranks before the update. Profile
 // phases (engine/profile.h): "ntxent", "backward (total)", "all_reduce",
 // "optimizer"; the model's ops time themselves.
 StepResult train_step(const Tensor& views, SimclrModel& model, Optimizer& optimizer, double lr, double temperature,

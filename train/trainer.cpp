@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "data/loader.h"
@@ -178,12 +180,25 @@ class TrainRun {
   void run_knn(int64_t epoch);
   void save();
   void record_loss(int64_t s, double loss, double lr, int64_t views);
-  void collect_losses(bool wait_all);
+  void collect_losses(size_t keep);
+  void sync_replicas();
+  void check_replicas();
+
+ public:
+  // Multi-process: the stop signal agreed by every rank (one tiny all-reduce per step):
+  // a signal on any rank stops all of them after the same step. One process: the pending one.
+  int agreed_stop_signal();
+
+ private:
 
   const RunConfig& cfg_;
   const TrainConfig& tc_;
   const TrainOptions& opt_;
-  LocalCommunicator comm_;  // one process; rank 0 writes
+  // The process group from the launcher's environment (engine/launch_env.h): a
+  // LocalCommunicator for one process, MPI for more. Rank 0 alone writes logs,
+  // metrics and checkpoints.
+  LaunchEnv launch_ = process_launch_env();
+  std::unique_ptr<Communicator> comm_ = make_communicator(launch_);
   RunLog log_;
   json resolved_;
   Checkpoint ck_;  // the checkpoint resumed from (when ck_path_ is set)
@@ -201,7 +216,7 @@ class TrainRun {
   // Device steps whose loss has not reached the host yet, oldest first: the
   // optimiser's guard state (train/step.h) is copied into a page-locked slot
   // after each step, and read once its event is done, or when more than
-  // kLossLag steps are in flight (then the host waits for the oldest).
+  // kLossLag - 1 steps are in flight (then the host waits for the oldest).
   static constexpr int kLossLag = 3;
   struct PendingLoss {
     int64_t step;
@@ -222,11 +237,26 @@ class TrainRun {
 };
 
 TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
-    : cfg_(cfg), tc_(cfg.train), opt_(opt), log_(cfg.train.run_dir, opt.out, opt.tty, comm_.rank() == 0) {
+    : cfg_(cfg), tc_(cfg.train), opt_(opt), log_(cfg.train.run_dir, opt.out, opt.tty, comm_->rank() == 0) {
   check_run_paths(cfg_);
   std::string note;
   device_ = resolve_device(tc_.device, &note);
+  if (device_.is_cuda() && comm_->size() > 1 && (tc_.device == "auto" || tc_.device == "cuda")) {
+    // one process per GPU: the GPU is the local rank (engine/launch_env.h)
+    SIMCLR_CHECK(launch_.local_rank < cuda_device_count(), "rank ", comm_->rank(), " has local rank ",
+                 launch_.local_rank, " but this node has ", cuda_device_count(),
+                 " GPU(s): start at most one process per GPU per node");
+    device_ = Device::cuda(launch_.local_rank);
+    note = "rank " + std::to_string(comm_->rank()) + " trains on " + device_.str() + " (its local rank)";
+  }
   apply_precision(tc_, device_);
+  if (device_.is_cuda() && comm_->size() > 1) {
+    // CUDA tensors through NCCL (bootstrapped over MPI, which keeps the CPU tensors);
+    // SIMCLR_COMM=mpi keeps MPI for everything (device tensors staged through the host)
+    const char* force = std::getenv("SIMCLR_COMM");
+    if (force == nullptr || std::string(force) != "mpi")
+      comm_ = make_nccl_communicator(std::move(comm_), device_.index);
+  }
   if (!note.empty()) log_.say("note: %s\n", note.c_str());
   const int threads = set_compute_threads(tc_.threads);
   tune_host_allocator();
@@ -238,6 +268,7 @@ TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
     resume_from_checkpoint();
   else
     log_.start_metrics_fresh();
+  sync_replicas();
   res_.start_step = res_.end_step = step;
   res_.total_steps = total_;
   stop_at = tc_.max_steps > 0 ? std::min(total_, tc_.max_steps) : total_;
@@ -272,13 +303,15 @@ void TrainRun::open_run_dir() {
     std::string diff = config_mismatch(ck_.meta.value("config", json::object()), resolved_);
     SIMCLR_CHECK(diff.empty(), "cannot resume from '", ck_path_, "': the config differs at ", diff);
   }
-  write_file_atomic((fs::path(tc_.run_dir) / "config.json").string(), resolved_.dump(2) + "\n");
+  if (comm_->rank() == 0) write_file_atomic((fs::path(tc_.run_dir) / "config.json").string(), resolved_.dump(2) + "\n");
 }
 
 void TrainRun::open_data() {
   train_ds_ = open_dataset(cfg_.data, cfg_.data.split);
   LoaderOptions lo = train_loader_options(cfg_.data, tc_.batch, tc_.seed);
   lo.pinned = device_.is_cuda();  // batches copied to the GPU asynchronously (train/feed.h)
+  lo.shard_rank = comm_->rank();  // train.batch is the global batch: this rank builds its share
+  lo.shard_count = comm_->size();
   loader_ = std::make_unique<Loader>(train_ds_, cfg_.data, lo);
   spe_ = loader_->batches_per_epoch();
   total_ = spe_ * tc_.epochs;
@@ -300,7 +333,7 @@ void TrainRun::build_model() {
     if (tc_.cuda_graph) {
       SIMCLR_CHECK(cfg_.optimizer.name == "lars", "train.cuda_graph = true needs optimizer.name = \"lars\" (the "
                    "optimiser with a device-side update and loss guard), not \"", cfg_.optimizer.name, "\"");
-      captured_ = std::make_unique<CapturedStep>(*model_, *optim_, cfg_.temperature, &comm_);
+      captured_ = std::make_unique<CapturedStep>(*model_, *optim_, cfg_.temperature, comm_.get());
     }
   } else if (tc_.cuda_graph) {
     log_.say("note: train.cuda_graph is ignored on the CPU\n");
@@ -356,14 +389,14 @@ StepResult TrainRun::step_once(const Batch& batch) {
   LossFilter filter;
   if (opt_.callbacks.loss_filter) filter = [this](double loss) { return opt_.callbacks.loss_filter(step, loss); };
   try {
-    if (!device_.runs_cuda_code()) return train_step(batch.views, *model_, *optim_, lr_, cfg_.temperature, &comm_, filter);
+    if (!device_.runs_cuda_code()) return train_step(batch.views, *model_, *optim_, lr_, cfg_.temperature, comm_.get(), filter);
     const Tensor views = feeder_->put(batch.views);
     StepResult r;
     if (captured_) {
       SIMCLR_CHECK(!filter, "train: the loss_filter test seam does not work with train.cuda_graph");
       r = captured_->run(views, lr_);
     } else {
-      r = train_step(views, *model_, *optim_, lr_, cfg_.temperature, &comm_, filter);
+      r = train_step(views, *model_, *optim_, lr_, cfg_.temperature, comm_.get(), filter);
     }
     feeder_->issued();
     return r;
@@ -396,10 +429,6 @@ void TrainRun::log_step(double loss, int64_t views) {
 void TrainRun::step_pending(int64_t views) {
   step++;
   steps_this_call++;
-  while (static_cast<int>(pending_.size()) >= kLossLag) {
-    guard_ready_[static_cast<size_t>(pending_.front().slot)].wait_host();
-    collect_losses(false);
-  }
   const int slot = next_slot_;
   next_slot_ = (next_slot_ + 1) % (kLossLag + 1);
   const Tensor g = optim_->guard_state();
@@ -407,19 +436,22 @@ void TrainRun::step_pending(int64_t views) {
                    2 * sizeof(float));
   guard_ready_[static_cast<size_t>(slot)].record();
   pending_.push_back({step - 1, lr_, views, slot});
-  collect_losses(false);
+  collect_losses(kLossLag - 1);  // at most kLossLag - 1 steps in flight after this (slots: kLossLag + 1)
 }
 
-// Records the pending losses that have reached the host, oldest first (all of
-// them, waiting, with wait_all). A halted guard means that step's loss was not
+// Records the pending losses oldest first: waits for them while more than
+// `keep` are pending, then (one process) also takes those already done. With
+// several processes only the waits count, so every rank reads its (identical,
+// all-reduced) losses at the same loop iteration and a non-finite one stops
+// all of them at the same point. A halted guard means that step's loss was not
 // finite and no update was applied since (train/step.h): the run stops there.
-void TrainRun::collect_losses(bool wait_all) {
+void TrainRun::collect_losses(size_t keep) {
   while (!pending_.empty()) {
     const PendingLoss p = pending_.front();
     const DeviceEvent& ev = guard_ready_[static_cast<size_t>(p.slot)];
-    if (wait_all)
+    if (pending_.size() > keep)
       ev.wait_host();
-    else if (!ev.done())
+    else if (comm_->size() > 1 || !ev.done())
       return;
     pending_.pop_front();
     const float* g = static_cast<const float*>(guard_host_.data_ptr()) + 2 * p.slot;
@@ -464,7 +496,7 @@ void TrainRun::record_loss(int64_t s, double loss, double lr, int64_t views) {
 }
 
 bool TrainRun::end_of_step() {
-  if (step % spe_ == 0 || step == stop_at) collect_losses(true);  // the epoch's losses, before its summary
+  if (step % spe_ == 0 || step == stop_at) collect_losses(0);  // the epoch's losses, before its summary
   if (step % spe_ == 0) {
     end_of_epoch();
     const int64_t done_epochs = step / spe_;
@@ -491,9 +523,12 @@ void TrainRun::end_of_epoch() {
   epoch_loss_ = 0;
   epoch_steps_ = 0;
   if (cfg_.eval.knn_every > 0 && done_epochs % cfg_.eval.knn_every == 0) {
-    if (train_ds_->num_classes() > 0)
-      run_knn(done_epochs);
-    else if (done_epochs == cfg_.eval.knn_every)
+    if (train_ds_->num_classes() > 0) {
+      if (comm_->rank() == 0) run_knn(done_epochs);
+      // the others wait for rank 0's evaluation here, as long as it takes
+      CommTimeout no_limit(comm_.get(), 0);
+      comm_->barrier();
+    } else if (done_epochs == cfg_.eval.knn_every)
       log_.say("note: eval.knn_every is set but '%s' has no labels: no kNN monitor\n", train_ds_->describe().c_str());
   }
 }
@@ -513,6 +548,13 @@ void TrainRun::run_knn(int64_t epoch) {
 
 // A checkpoint at the current step (atomically), then the oldest beyond keep_last go.
 void TrainRun::save() {
+  check_replicas();
+  prev_metrics_["loss"] = last_loss_;
+  if (comm_->rank() != 0) {  // rank 0 writes; every rank knows what it wrote
+    res_.last_checkpoint = checkpoint_path(tc_.run_dir, step);
+    res_.summary = prev_metrics_;
+    return;
+  }
   Checkpoint c;
   c.meta["format"] = "simclr-checkpoint";
   c.meta["engine"] = {{"version", SIMCLR_VERSION}, {"commit", SIMCLR_GIT_COMMIT}};
@@ -526,8 +568,8 @@ void TrainRun::save() {
                      {"seed", tc_.seed},
                      {"loader", {{"epoch", step / spe_}, {"batch", step % spe_}}},
                      {"optimizer", optim_->name()},
-                     {"lr_next", sched_.lr(step)}};
-  prev_metrics_["loss"] = last_loss_;
+                     {"lr_next", sched_.lr(step)},
+                     {"world_size", comm_->size()}};
   c.meta["metrics"] = prev_metrics_;
   add_model_tensors(c, model_->store);
   for (auto& [name, t] : optim_->state()) c.tensors.push_back({name, "optimizer", 0, t.clone()});
@@ -538,9 +580,83 @@ void TrainRun::save() {
   res_.summary = prev_metrics_;
 }
 
+// Multi-process: every rank starts from rank 0's parameters, buffers and optimiser
+// state (the same by construction: the seeded init, or the one checkpoint), and
+// all resume at the same step.
+void TrainRun::sync_replicas() {
+  if (!ck_path_.empty()) {
+    const int64_t was = ck_.meta["state"].value("world_size", static_cast<int64_t>(1));
+    if (was != comm_->size())
+      log_.say("note: the checkpoint was written by %lld process(es), this run has %d; the global batch is the "
+               "same, so training continues as it would have\n", static_cast<long long>(was), comm_->size());
+  }
+  if (comm_->size() <= 1) return;
+  comm_->broadcast(model_->store.values(), 0);
+  comm_->broadcast(model_->store.buffers(), 0);
+  for (auto& [name, t] : optim_->state()) comm_->broadcast(t, 0);
+  Tensor s = Tensor::full({1}, static_cast<double>(step), DType::i64);
+  comm_->broadcast(s, 0);
+  SIMCLR_CHECK(static_cast<int64_t>(s.at(0)) == step, "rank ", comm_->rank(), " would resume at step ", step,
+               " but rank 0 at step ", static_cast<int64_t>(s.at(0)),
+               ": the ranks see different checkpoints (train.run_dir must be one shared directory)");
+  // test hook (tests/mpi/train_equiv_check.py): this rank's first parameter one ulp off,
+  // which check_replicas() must find and repair at the first checkpoint
+  if (const char* p = std::getenv("SIMCLR_TEST_PERTURB_RANK"); p != nullptr && std::atoi(p) == comm_->rank()) {
+    Tensor first = model_->store.values().slice0(0, 1).to(Device::cpu());
+    first.data<float>()[0] = std::nextafter(first.data<float>()[0], INFINITY);
+    model_->store.values().slice0(0, 1).copy_from(first);
+  }
+  log_.say("note: %d processes (%s, %s): train.batch %lld is the global batch, %lld images per rank\n", comm_->size(),
+           launch_.launcher.c_str(), comm_->backend().c_str(), static_cast<long long>(tc_.batch),
+           static_cast<long long>(tc_.batch / comm_->size()));
+}
+
+// Multi-process, at each checkpoint: the ranks' parameters must be the same bits
+// (every rank applies the same all-reduced gradient; an MPI whose sums differed by
+// rank in the last bit would let the replicas drift). A checksum per rank, gathered;
+// on a mismatch rank 0's parameters, buffers and optimiser state are broadcast again.
+void TrainRun::check_replicas() {
+  if (comm_->size() <= 1) return;
+  const Tensor v = model_->store.values().to(Device::cpu());
+  const uint64_t* w = static_cast<const uint64_t*>(v.data_ptr());
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over 64-bit words
+  for (size_t i = 0; i < v.nbytes() / 8; i++) h = (h ^ w[i]) * 1099511628211ull;
+  if (v.nbytes() % 8 != 0) {  // an odd count of f32: the last one
+    uint32_t last = 0;
+    std::memcpy(&last, static_cast<const char*>(v.data_ptr()) + v.nbytes() - 4, 4);
+    h = (h ^ last) * 1099511628211ull;
+  }
+  Tensor mine = Tensor::full({1}, 0.0, DType::i64), all = Tensor::empty({comm_->size()}, DType::i64);
+  std::memcpy(mine.data_ptr(), &h, 8);
+  comm_->all_gather(all, mine);
+  std::vector<int> differ;
+  for (int r = 1; r < comm_->size(); r++)
+    if (std::memcmp(all.data<int64_t>() + r, all.data<int64_t>(), 8) != 0) differ.push_back(r);
+  if (differ.empty()) return;
+  log_.say("warning: step %lld: the parameters of %zu rank(s) differ from rank 0's (first: rank %d): "
+           "broadcasting rank 0's again\n", static_cast<long long>(step), differ.size(), differ[0]);
+  comm_->broadcast(model_->store.values(), 0);
+  comm_->broadcast(model_->store.buffers(), 0);
+  for (auto& [name, t] : optim_->state()) comm_->broadcast(t, 0);
+}
+
+int TrainRun::agreed_stop_signal() {
+  const int sig = StopSignals::pending();
+  if (comm_->size() <= 1) return sig;
+  static constexpr int kStop[3] = {SIGINT, SIGTERM, SIGUSR1};
+  Tensor f = Tensor::zeros({3}, DType::i32);
+  for (int i = 0; i < 3; i++)
+    if (sig == kStop[i]) f.data<int32_t>()[i] = 1;
+  comm_->all_reduce_sum(f);
+  for (int i = 0; i < 3; i++)
+    if (f.data<int32_t>()[i] > 0) return kStop[i];
+  return 0;
+}
+
 void TrainRun::stop_for_signal(int sig, bool saved_now) {
-  collect_losses(true);  // (a non-finite one stops here, before the checkpoint)
+  collect_losses(0);  // (a non-finite one stops here, before the checkpoint)
   if (!saved_now) save();
+  comm_->barrier();  // no rank leaves (and lets the launcher end the job) before rank 0 has written it
   log_.metrics({{"event", "stopped"}, {"signal", signal_name(sig)}, {"step", step}});
   log_.report("%s received: stopped after step %lld of %lld, checkpoint %s; continue with --resume\n",
               signal_name(sig), static_cast<long long>(step), static_cast<long long>(total_),
@@ -557,7 +673,7 @@ TrainResult TrainRun::killed() {
 }
 
 TrainResult TrainRun::finish() {
-  collect_losses(true);
+  collect_losses(0);
   if (tc_.profile) profile_enable(false);
   res_.end_step = step;
   res_.finished = step == total_;
@@ -568,6 +684,8 @@ TrainResult TrainRun::finish() {
     if (!all.empty()) res_.last_checkpoint = all.back();
   }
   res_.summary = prev_metrics_;
+  res_.rank = comm_->rank();
+  res_.world_size = comm_->size();
   log_.finish();
   return res_;
 }
@@ -590,7 +708,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
     }
     if (cb.after_step) cb.after_step(run.step, run.steps_this_call);
     const bool saved = run.end_of_step();  // an epoch end: mean loss, kNN, checkpoint; a checkpoint at the last step
-    if (const int sig = StopSignals::pending(); sig != 0 && run.step < run.stop_at) {
+    if (const int sig = run.agreed_stop_signal(); sig != 0 && run.step < run.stop_at) {
       run.stop_for_signal(sig, saved);
       break;
     }

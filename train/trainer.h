@@ -88,6 +88,7 @@ struct TrainResult {
   bool finished = false;                           // reached total_steps
   int stopped_by_signal = 0;                       // SIGINT/SIGTERM/SIGUSR1 that stopped it (0: none)
   json summary;                                    // what the final checkpoint's metrics hold
+  int rank = 0, world_size = 1;                    // this process in a multi-process run (rank 0 wrote)
 };
 
 // Graceful stop: while train() runs, SIGINT, SIGTERM and SIGUSR1 (what

@@ -84,8 +84,54 @@ void batchnorm_stats(double* sum, double* sumsq, const T* x, int64_t M, int64_t 
 
 template <class T>
 void batchnorm_batch_stats(double* stats, const T* x, int64_t M, int64_t C) {
-  batchnorm_stats(stats, stats + C, x, M, C);
-  stats[2 * C] = static_cast<double>(M);
+  // The shifted sums S1 = Σ(x-k), S2 = Σ(x-k)² (k = the first row, as
+  // batchnorm_stats) give mean = k + S1/M and M2 = S2 - S1²/M without the
+  // cancellation of Σx² - (Σx)²/M at a large mean.
+  std::vector<T> shift(x, x + (M > 0 ? C : 0));
+  shift.resize(static_cast<size_t>(C), T(0));
+  const T* k = shift.data();
+  double* s1 = stats;      // [C] S1, then mean
+  double* s2 = stats + C;  // [C] S2, then M2
+  reduce_rows<T>(s1, s2, M, C, [&](int64_t m0, int64_t m1, T* s, T* ss) {
+    for (int64_t m = m0; m < m1; m++) {
+      const T* xm = x + m * C;  // [C]
+      for (int64_t c = 0; c < C; c++) {
+        const T d = xm[c] - k[c];
+        s[c] += d;
+        ss[c] += d * d;
+      }
+    }
+  });
+  const double n = static_cast<double>(M);
+  for (int64_t c = 0; c < C; c++) {
+    if (M == 0) {
+      s1[c] = s2[c] = 0;
+      continue;
+    }
+    const double a = s1[c], b = s2[c];
+    s1[c] = static_cast<double>(k[c]) + a / n;
+    s2[c] = std::max(b - a * a / n, 0.0);
+  }
+  stats[2 * C] = n;
+}
+
+void batchnorm_merge_stats(double* stats, const double* parts, int64_t ranks, int64_t C) {
+  const int64_t W = 2 * C + 1;  // one rank's block
+  double n = 0;
+  for (int64_t c = 0; c < C; c++) stats[c] = stats[C + c] = 0;
+  for (int64_t r = 0; r < ranks; r++) {
+    const double* p = parts + r * W;
+    const double nb = p[2 * C];
+    if (!(nb > 0)) continue;  // an empty rank adds nothing (and no 0/0)
+    const double na = n, nn = na + nb;
+    for (int64_t c = 0; c < C; c++) {
+      const double delta = p[c] - stats[c];
+      stats[c] += delta * (nb / nn);
+      stats[C + c] += p[C + c] + delta * delta * (na * nb / nn);
+    }
+    n = nn;
+  }
+  stats[2 * C] = n;
 }
 
 template <class T, class B>
@@ -96,8 +142,8 @@ void batchnorm_finalize(T* mean, T* invstd, B* running_mean, B* running_var, con
                " over all ranks");
   const double m = momentum;
   for (int64_t c = 0; c < C; c++) {
-    const double mu = stats[c] / count;
-    const double var = std::max(stats[C + c] / count - mu * mu, 0.0);  // biased, for normalising
+    const double mu = stats[c];
+    const double var = std::max(stats[C + c] / count, 0.0);  // biased M2/count, for normalising
     mean[c] = static_cast<T>(mu);
     invstd[c] = static_cast<T>(1.0 / std::sqrt(var + eps));
     if (running_mean) running_mean[c] = static_cast<B>((1 - m) * static_cast<double>(running_mean[c]) + m * mu);

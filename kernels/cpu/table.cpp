@@ -40,6 +40,7 @@ constexpr GlobalAvgPoolKernels<T> global_avg_pool_k{&global_avg_pool_forward<T>,
 template <class T>
 constexpr BatchNormKernels<T> batch_norm_k{
     .stats = &batchnorm_batch_stats<T>,
+    .merge_stats = &batchnorm_merge_stats,
     .running_f32 = {&batchnorm_finalize<T, float>, &batchnorm_from_running<T, float>},
     .running_f64 = {&batchnorm_finalize<T, double>, &batchnorm_from_running<T, double>},
     .forward = &batchnorm_forward<T>,

@@ -16,8 +16,10 @@
 //                       (chunk, channel) to a scratch buffer.
 //   bn_combine_kernel   per channel: the chunks' partials added in double in a
 //                       fixed order (8 lanes over the chunks, then lane
-//                       order), the shift undone (Σx = S1 + M k, Σx² = S2 +
-//                       2k S1 + M k²) or Σg·x̂ = Σg·(x-mean)·invstd.
+//                       order), then mean = k + S1/M, M2 = S2 - S1²/M, or
+//                       Σg·x̂ = Σg·(x-mean)·invstd.
+//   bn_merge_stats_kernel: per channel, the ranks' (mean, M2, count) folded in
+//                       rank order by Chan's formula (as the CPU reference).
 //   No atomics anywhere, and the chunking depends on (M, C) only: results are
 //   bitwise reproducible from run to run and from one device to another.
 //   bn_finalize_kernel / bn_from_running_kernel / bn_backward_finalize_kernel:
@@ -174,10 +176,11 @@ __global__ void __launch_bounds__(kCh* kLanes)
       s1 += red[0][l][tx];
       s2 += red[1][l][tx];
     }
-    if constexpr (MODE == kStats) {
+    if constexpr (MODE == kStats) {  // mean = k + S1/M, M2 = S2 - S1²/M (zeros for an empty batch)
       const double kc = M > 0 ? static_cast<double>(to_float(x[c])) : 0.0, n = static_cast<double>(M);
-      outa[c] = s1 + n * kc;
-      outb[c] = s2 + 2 * kc * s1 + n * kc * kc;
+      outa[c] = M > 0 ? kc + s1 / n : 0.0;
+      const double m2 = M > 0 ? s2 - s1 * s1 / n : 0.0;
+      outb[c] = m2 < 0.0 ? 0.0 : m2;
     } else {
       outa[c] = s1;
       outb[c] = s2 * static_cast<double>(to_float(invstd[c]));
@@ -217,8 +220,8 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
   const double m = momentum;
-  const double mu = stats[c] / count;
-  const double v = stats[C + c] / count - mu * mu;
+  const double mu = stats[c];
+  const double v = stats[C + c] / count;
   const double var = v < 0.0 ? 0.0 : v;  // biased, for normalising (NaN stays NaN, as std::max)
   mean[c] = from_double<S>(mu);
   invstd[c] = from_double<S>(1.0 / sqrt(var + eps));
@@ -227,6 +230,32 @@ __global__ void __launch_bounds__(kThreads)
   if (running_var != nullptr) {
     const double var_unbiased = var * count / (count - 1);
     running_var[c] = static_cast<B>((1 - m) * static_cast<double>(running_var[c]) + m * var_unbiased);
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    bn_merge_stats_kernel(double* stats, const double* parts, int64_t ranks, int64_t C) {
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c > C) return;
+  const int64_t W = 2 * C + 1;
+  double n = 0.0, mean = 0.0, m2 = 0.0;
+  for (int64_t r = 0; r < ranks; ++r) {
+    const double* p = parts + r * W;
+    const double nb = p[2 * C];
+    if (!(nb > 0.0)) continue;
+    const double na = n, nn = na + nb;
+    if (c < C) {
+      const double delta = p[c] - mean;
+      mean += delta * (nb / nn);
+      m2 += p[C + c] + delta * delta * (na * nb / nn);
+    }
+    n = nn;
+  }
+  if (c < C) {
+    stats[c] = mean;
+    stats[C + c] = m2;
+  } else {
+    stats[2 * C] = n;  // thread C writes the count
   }
 }
 
@@ -323,6 +352,12 @@ void stats_impl(double* stats, const S* x, int64_t M, int64_t C, void* stream) {
   reduce_rows<S, kStats>(stats, stats + C, stats + 2 * C, x, static_cast<const S*>(nullptr),
                          static_cast<const S*>(nullptr), static_cast<const S*>(nullptr),
                          static_cast<const S*>(nullptr), M, C, as_stream(stream));
+}
+
+void merge_stats_impl(double* stats, const double* parts, int64_t ranks, int64_t C, void* stream) {
+  if (C <= 0) return;
+  launch_nobarrier(bn_merge_stats_kernel, dim3(grid_for(C + 1)), dim3(kThreads), 0, as_stream(stream), stats, parts,
+                   ranks, C);
 }
 
 template <class S, class B>
@@ -428,5 +463,9 @@ void backward_dx_impl(S* dx, bool accumulate, const S* dy, const S* x, const S* 
 SIMCLR_BN_DEFINE(float)
 SIMCLR_BN_DEFINE(::simclr::bf16)
 #undef SIMCLR_BN_DEFINE
+
+void batchnorm_merge_stats(double* stats, const double* parts, int64_t ranks, int64_t C, void* stream) {
+  merge_stats_impl(stats, parts, ranks, C, stream);
+}
 
 }  // namespace simclr::SIMCLR_KNS

@@ -105,6 +105,9 @@ template <class T>
 void bn_stats(double* stats, const T* x, int64_t M, int64_t C) {
   batchnorm_batch_stats(stats, x, M, C, current_stream());
 }
+inline void bn_merge_stats(double* stats, const double* parts, int64_t ranks, int64_t C) {
+  batchnorm_merge_stats(stats, parts, ranks, C, current_stream());
+}
 template <class T, class B>
 void bn_finalize(T* mean, T* invstd, B* running_mean, B* running_var, const double* stats, int64_t C, double eps,
                  double momentum) {
@@ -136,6 +139,7 @@ void bn_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, const T* y,
 }
 template <class T>
 constexpr BatchNormKernels<T> batchnorm_k{&bn_stats<T>,
+                                          &bn_merge_stats,
                                           {&bn_finalize<T, float>, &bn_from_running<T, float>},
                                           {&bn_finalize<T, double>, &bn_from_running<T, double>},
                                           &bn_forward<T>,

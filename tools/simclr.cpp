@@ -1,6 +1,6 @@
 // tools/simclr.cpp - the simclr command: one flat main over the library.
 //   simclr train run.json [--set key.path=value ...] [--resume]
-//   simclr eval <checkpoint | run.json> [--random-init] [--knn] [--no-linear] [--set ...]   (alias linear-eval)
+//   simclr eval <checkpoint | run.json> [--random-init] [--knn] [--no-linear] [--data PATH] [--set ...]
 //   simclr quickstart [--epochs N|auto] [--budget S] [--run-dir DIR] [--set ...]
 //   simclr preview run.json --out grid.png [...]                (data/preview.h)
 //   simclr embed --weights W --data D --out features.npy [...]  (tools/cli/embed_cli.h, train/embed.h)
@@ -60,6 +60,9 @@ static const char* kUsage =
     "      --knn                  also the kNN monitor (k = eval.knn_k, T = eval.knn_temperature)\n"
     "      --no-linear            skip the linear probe (with --knn)\n"
     "      --raw-pixels           also a linear probe on raw pixels\n"
+    "      --data PATH            transfer: probe on another labelled dataset (kind\n"
+    "                             detected, or --dataset KIND; --test-data PATH: an\n"
+    "                             image folder's test root)\n"
     "      --set key.path=value   override a config key (e.g. data.path, eval.l2_grid)\n"
     "\n"
     "  quickstart [options]\n"
@@ -166,7 +169,7 @@ int main(int argc, char** argv) {
     bool resume = false, random_init = false, knn = false, no_linear = false, raw_pixels = false;
     int64_t epochs = 0;  // quickstart: 0 = auto
     double budget = 540;
-    std::string run_dir;
+    std::string run_dir, transfer_data, transfer_kind, transfer_test;  // eval --data: transfer
     for (int i = 2; i < argc; i++) {
       std::string a = argv[i];
       auto value = [&]() -> std::string {
@@ -204,6 +207,12 @@ int main(int argc, char** argv) {
                      "quickstart: --budget expects seconds in [10, 1000000], got '", v, "'");
       } else if (a == "--run-dir" && cmd == "quickstart") {
         run_dir = value();
+      } else if (a == "--data" && (cmd == "eval" || cmd == "linear-eval")) {
+        transfer_data = value();
+      } else if (a == "--dataset" && (cmd == "eval" || cmd == "linear-eval")) {
+        transfer_kind = value();
+      } else if (a == "--test-data" && (cmd == "eval" || cmd == "linear-eval")) {
+        transfer_test = value();
       } else if (!a.empty() && a[0] == '-') {
         fail(cmd, ": unknown option '", a, "' (see simclr --help)");
       } else {
@@ -287,6 +296,7 @@ int main(int argc, char** argv) {
         SIMCLR_CHECK(ck.meta.contains("config"), "checkpoint '", ck_path, "' holds no config");
         root = ck.meta["config"];
       }
+      apply_transfer_data(root, transfer_data, transfer_kind, transfer_test);
       for (const std::string& o : overrides) apply_override(root, o);
       RunConfig cfg = parse_run_config(root);
       check_data_paths(cfg.data, "train");

@@ -20,6 +20,36 @@ namespace simclr {
 
 namespace fs = std::filesystem;
 
+void apply_transfer_data(json& root, const std::string& data, const std::string& dataset,
+                         const std::string& test_data) {
+  SIMCLR_CHECK(!data.empty() || (dataset.empty() && test_data.empty()), "--dataset and --test-data need --data PATH");
+  if (data.empty()) return;
+  SIMCLR_CHECK(fs::exists(data), "--data '", data, "' does not exist");
+  std::string kind = dataset;
+  if (kind.empty()) {
+    bool subdirs = false, bins = false, ubyte = false;
+    if (fs::is_directory(data))
+      for (const auto& e : fs::directory_iterator(data)) {
+        const std::string n = e.path().filename().string();
+        subdirs |= e.is_directory();
+        bins |= e.path().extension() == ".bin";
+        ubyte |= n.find("-ubyte") != std::string::npos;
+      }
+    kind = ubyte ? "fashion-mnist" : bins ? "cifar10" : subdirs ? "image-folder" : "";
+    SIMCLR_CHECK(!kind.empty(), "--data '", data, "': cannot tell its kind (a folder of class folders, CIFAR *.bin "
+                 "batches or Fashion-MNIST *-ubyte files): give --dataset");
+  }
+  json& d = root["data"];
+  d["path"] = data;
+  d["dataset"] = kind;
+  d["subset"] = 0;
+  if (!test_data.empty()) {
+    SIMCLR_CHECK(kind == "image-folder", "--test-data is for image-folder datasets (", kind,
+                 " has its own test files)");
+    d["test_path"] = test_data;
+  }
+}
+
 namespace {
 const char* kUsage =
     "usage: simclr finetune <checkpoint | run dir | encoder.safetensors> [options]\n"
@@ -35,7 +65,9 @@ const char* kUsage =
     "  --out DIR           where the subset and the metrics line go (the run dir\n"
     "                      when the source is one, else none)\n"
     "  --data PATH         transfer: fine-tune and test on another labelled dataset\n"
-    "  --dataset KIND      its kind (fashion-mnist|idx|image-folder|cifar10|cifar100)\n"
+    "  --dataset KIND      its kind (fashion-mnist|idx|image-folder|cifar10|cifar100;\n"
+    "                      detected when not given)\n"
+    "  --test-data PATH    image-folder: the test split's root\n"
     "  --set key=value     override a key of the pretraining config (e.g. data.image_size)\n";
 
 double number(const std::string& flag, const std::string& v) {
@@ -49,7 +81,7 @@ double number(const std::string& flag, const std::string& v) {
 int cmd_finetune(int argc, char** argv) {
   FinetuneOptions opt;
   std::vector<std::string> positional, overrides;
-  std::string data_path, dataset;
+  std::string data_path, dataset, test_data;
   bool out_given = false;
   for (int i = 1; i < argc; i++) {
     const std::string a = argv[i];
@@ -92,6 +124,8 @@ int cmd_finetune(int argc, char** argv) {
       data_path = next();
     } else if (a == "--dataset") {
       dataset = next();
+    } else if (a == "--test-data") {
+      test_data = next();
     } else if (a == "--set") {
       overrides.push_back(next());
     } else if (!a.empty() && a[0] == '-') {
@@ -102,7 +136,6 @@ int cmd_finetune(int argc, char** argv) {
   }
   SIMCLR_CHECK(positional.size() == 1, "finetune: expected one checkpoint, run directory or encoder file, got ",
                positional.size(), " arguments\n", kUsage);
-  SIMCLR_CHECK(dataset.empty() || !data_path.empty(), "finetune: --dataset needs --data PATH");
   const std::string src = positional[0];
   Checkpoint ck;
   std::string ck_path;
@@ -121,10 +154,7 @@ int cmd_finetune(int argc, char** argv) {
   json root = ck.meta["config"];
   // The fraction is of the whole train split, not of a pretraining subset (--set data.subset=N restores one).
   if (root.contains("data") && root["data"].is_object()) root["data"]["subset"] = 0;
-  if (!data_path.empty()) {
-    root["data"]["path"] = data_path;
-    if (!dataset.empty()) root["data"]["dataset"] = dataset;
-  }
+  apply_transfer_data(root, data_path, dataset, test_data);
   for (const std::string& o : overrides) apply_override(root, o);
   const RunConfig cfg = parse_run_config(root);
   check_data_paths(cfg.data, "train");

@@ -61,10 +61,19 @@ void ProjectionHead::init(uint64_t seed) {
   }
 }
 
-Tensor ProjectionHead::forward(const Tensor& h, bool training, Communicator* comm) {
+int64_t ProjectionHead::width_after(int layers) const {
+  if (layers < 0 || layers >= static_cast<int>(layers_.size())) return layers_.back().out;
+  return layers == 0 ? layers_.front().in : layers_[static_cast<size_t>(layers - 1)].out;
+}
+
+Tensor ProjectionHead::forward(const Tensor& h, bool training, Communicator* comm, int layers) {
   auto& ps = store_->params();
   Tensor x = h;
-  for (const Layer& L : layers_) {
+  SIMCLR_CHECK(layers <= static_cast<int>(layers_.size()), "projection head: ", layers, " layers asked of ",
+               layers_.size());
+  const size_t n = layers < 0 ? layers_.size() : static_cast<size_t>(layers);
+  for (size_t li = 0; li < n; li++) {
+    const Layer& L = layers_[li];
     {
       OpTimer t("linear");
       // weights in x's dtype (bf16 copies of the f32 masters under bf16; the masters otherwise)

@@ -39,7 +39,11 @@ class ProjectionHead {
   void init(uint64_t seed);
   // h[N,F] -> z[N,out] in h's dtype (f32, or bf16: weights cast from their
   // f32 masters, as ResNet::forward) (not normalised; NT-Xent normalises).
-  Tensor forward(const Tensor& h, bool training, Communicator* comm = nullptr);
+  // layers >= 0: only the first `layers` layers, each with its BN and ReLU (SimCLR
+  // v2 fine-tunes from such a hidden layer of the head); -1: all of them.
+  Tensor forward(const Tensor& h, bool training, Communicator* comm = nullptr, int layers = -1);
+  // The output width after the first `layers` layers (-1: all).
+  int64_t width_after(int layers) const;
   const HeadConfig& config() const { return cfg_; }
 
  private:

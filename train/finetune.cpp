@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <set>
@@ -18,6 +19,8 @@
 #include "losses/losses.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
+#include "models/head.h"
+#include "models/resnet.h"
 #include "train/model.h"
 #include "train/run_log.h"
 
@@ -74,15 +77,65 @@ std::vector<int64_t> read_subset_file(const std::string& path, int64_t n) {
   return idx;
 }
 
+// Encoder [+ the first head_layers layers of the pretrained projection head]
+// + a new linear classifier, in one parameter store.
+struct FtModel {
+  ParamStore store;
+  std::unique_ptr<ResNet> encoder;
+  std::unique_ptr<ProjectionHead> kept, classifier;
+  int head_layers = 0;
+  FtModel(const RunConfig& cfg, int classes, int keep) : head_layers(keep) {
+    encoder = std::make_unique<ResNet>(cfg.model, store);
+    int64_t in = encoder->feature_dim();
+    if (keep > 0) {
+      SIMCLR_CHECK(keep < cfg.head.depth, "finetune: --head-layers ", keep, " must be below the head's depth ",
+                   cfg.head.depth, " (its last layer is the projection itself)");
+      kept = std::make_unique<ProjectionHead>(cfg.head, in, store, "head.");
+      in = kept->width_after(keep);
+    }
+    HeadConfig hc;
+    hc.depth = 1;
+    hc.out = classes;
+    hc.bn = false;
+    classifier = std::make_unique<ProjectionHead>(hc, in, store, "classifier.");
+    store.materialize();
+  }
+  void init(uint64_t seed) {
+    encoder->init(seed);
+    if (kept) kept->init(seed);
+    classifier->init(seed);
+  }
+  // Every tensor but the classifier's from the pretrained weights (the kept head's too).
+  void load(const Checkpoint& ck, const std::string& what) {
+    for (Param& p : store.params()) {
+      if (p.name.rfind("classifier.", 0) == 0) continue;
+      if (!kept && (p.flags & kIsHead)) continue;
+      const CheckpointTensor* t = ck.find(p.name);
+      SIMCLR_CHECK(t != nullptr, "finetune: '", what, "' has no tensor '", p.name, "'",
+                   p.name.rfind("head.", 0) == 0
+                       ? " (an exported encoder has no projection head: --head-layers needs a training checkpoint)"
+                       : " (another architecture?)");
+      SIMCLR_CHECK(t->tensor.shape() == p.shape, "finetune: '", p.name, "' has shape ", t->tensor.shape().str(),
+                   " in '", what, "' but ", p.shape.str(), " in the model");
+      p.value.copy_from(t->tensor);
+    }
+  }
+  Tensor forward(const Tensor& x, bool training) {
+    Tensor h = encoder->forward(x, training);
+    if (kept) h = kept->forward(h, training, nullptr, head_layers);
+    return classifier->forward(h, training);
+  }
+};
+
 // Top-1 / top-5 of the model on ds (evaluation mode).
-void accuracy(SimclrModel& m, std::shared_ptr<const Dataset> ds, const DataConfig& dc, int64_t batch, double* top1,
+void accuracy(FtModel& m, std::shared_ptr<const Dataset> ds, const DataConfig& dc, int64_t batch, double* top1,
               double* top5) {
   NoGrad ng;
   Loader loader(ds, dc, eval_loader_options(dc, batch));
   int64_t n = 0, c1 = 0, c5 = 0;
   while (!loader.done()) {
     Batch b = loader.next();
-    const Tensor logits = m.head->forward(m.encoder->forward(b.views, false), false).to(Device::cpu());
+    const Tensor logits = m.forward(b.views, false).to(Device::cpu());
     const int64_t N = logits.size(0), K = logits.size(1);
     const float* l = logits.data<float>();
     const int64_t* y = b.labels.data<int64_t>();
@@ -174,14 +227,10 @@ FinetuneResult finetune(const RunConfig& cfg, const Checkpoint* ck, const Finetu
   dc.augment.solarize_p = 0;
   Loader loader(labelled, dc, train_loader_options(dc, batch, opt.seed));
 
-  // ---- encoder + a linear classifier (the projection head dropped)
-  HeadConfig hc;
-  hc.depth = 1;
-  hc.out = K;
-  hc.bn = false;
-  SimclrModel m(cfg.model, &hc);
+  // ---- encoder [+ the head's first layers] + a linear classifier
+  FtModel m(cfg, K, opt.head_layers);
   m.init(opt.seed);
-  if (!opt.random_init) load_model_tensors(*ck, m.store, /*skip_head=*/true);
+  if (!opt.random_init) m.load(*ck, opt.source.empty() ? "the checkpoint" : opt.source);
   SgdConfig sc;
   sc.momentum = 0.9;
   sc.nesterov = true;
@@ -192,9 +241,10 @@ FinetuneResult finetune(const RunConfig& cfg, const Checkpoint* ck, const Finetu
   res.lr = opt.lr > 0 ? opt.lr : 0.05 * static_cast<double>(batch) / 256.0;
   const Schedule sched(res.lr, 0, res.steps);
   if (!opt.quiet)
-    std::printf("simclr finetune: %s encoder + linear classifier (%d classes) on %lld labelled images, batch %lld, "
+    std::printf("simclr finetune: %s encoder%s + linear classifier (%d classes) on %lld labelled images, batch %lld, "
                 "%lld epochs (%lld steps), SGD Nesterov lr %g cosine\n",
-                opt.random_init ? "random-init" : "pretrained", K, static_cast<long long>(res.labelled),
+                opt.random_init ? "random-init" : "pretrained",
+                opt.head_layers > 0 ? detail::cat(" + ", opt.head_layers, " head layer(s)").c_str() : "", K, static_cast<long long>(res.labelled),
                 static_cast<long long>(batch), static_cast<long long>(res.epochs), static_cast<long long>(res.steps),
                 res.lr);
   double last_loss = 0;
@@ -203,7 +253,7 @@ FinetuneResult finetune(const RunConfig& cfg, const Checkpoint* ck, const Finetu
     const int64_t N = b.size();
     m.store.zero_grad();
     const Tensor views = b.views.slice0(0, N);  // view 1 of each image
-    Tensor loss = cross_entropy(m.head->forward(m.encoder->forward(views, true), true), b.labels);
+    Tensor loss = cross_entropy(m.forward(views, true), b.labels);
     last_loss = loss.item();
     SIMCLR_CHECK(std::isfinite(last_loss), "finetune: the loss is not finite (", last_loss, ") at step ", s,
                  ": lower --lr");

@@ -4,7 +4,8 @@
 // test split (docs/evaluation.md).
 //
 // Protocol (the paper's appendix B.5, scaled to our datasets): the projection
-// head dropped, a linear layer with bias from h to the classes; SGD with
+// head dropped (or its first layers kept, as SimCLR v2 does: head_layers), a
+// linear layer with bias from h (or that hidden layer) to the classes; SGD with
 // Nesterov momentum 0.9, lr 0.05 x batch / 256, no warm-up, cosine decay,
 // no weight decay; augmentation: random resized crop and flip only (no colour
 // jitter, grayscale or blur); BN in training mode while fine-tuning; 60
@@ -24,6 +25,8 @@ struct FinetuneOptions {
   double fraction = 0.01;       // of each class's train images (at least one per class)
   std::string subset_file;      // instead of fraction: dataset indices, one per line ('#' comments)
   bool random_init = false;     // the baseline: the same budget from a random encoder
+  int head_layers = 0;          // 0: the projection head dropped (v1); k: its first k layers kept (SimCLR v2: 1)
+  std::string source;           // the weights' file, for messages
   int64_t epochs = 0;           // 0: 60 for fraction <= 0.01, else 30
   int64_t batch = 256;          // images per step (clipped to the subset)
   double lr = 0;                // 0: 0.05 x batch / 256

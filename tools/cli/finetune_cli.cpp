@@ -58,6 +58,7 @@ const char* kUsage =
     "  --fraction F        labelled fraction of each class, (0, 1]          (0.01)\n"
     "  --subset-file FILE  dataset indices to use instead (one per line)\n"
     "  --random-init       the baseline: the same budget from a random encoder\n"
+    "  --head-layers K     keep the projection head's first K layers (SimCLR v2: 1) (0)\n"
     "  --epochs N          (60 for fractions <= 1%, else 30)\n"
     "  --batch B           images per step                                 (256)\n"
     "  --lr X              peak learning rate                  (0.05 x B / 256)\n"
@@ -100,6 +101,10 @@ int cmd_finetune(int argc, char** argv) {
       opt.subset_file = next();
     } else if (a == "--random-init") {
       opt.random_init = true;
+    } else if (a == "--head-layers") {
+      const double k = number(a, next());
+      SIMCLR_CHECK(k >= 0 && k <= 3 && k == static_cast<int>(k), "finetune: --head-layers must be 0, 1, 2 or 3, got ", k);
+      opt.head_layers = static_cast<int>(k);
     } else if (a == "--epochs") {
       const double e = number(a, next());
       SIMCLR_CHECK(e >= 1 && e <= 100000 && e == static_cast<int64_t>(e), "finetune: --epochs must be a whole number "
@@ -162,6 +167,7 @@ int cmd_finetune(int argc, char** argv) {
   if (!opt.out_dir.empty()) fs::create_directories(opt.out_dir);
   set_compute_threads(cfg.train.threads);
   tune_host_allocator();
+  opt.source = ck_path;
   const FinetuneResult r = finetune(cfg, &ck, opt);
   std::printf("finetune (%s, %lld labelled images, %lld epochs): test top-1 %.2f%%  top-5 %.2f%%  (train top-1 "
               "%.2f%%, %.1f s)\n",

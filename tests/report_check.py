@@ -21,15 +21,8 @@ import subprocess
 import sys
 
 
-def fail(what):
-    print("FAILED:", what)
-    sys.exit(1)
-
-
-def check(cond, what):
-    if not cond:
-        fail(what)
-    print("ok:", what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts"))
+from checks import fail, check  # noqa: E402
 
 
 def png_size(path):

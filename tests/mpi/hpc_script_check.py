@@ -27,15 +27,8 @@ from kill_resume_check import write_idx_u8, checkpoints  # noqa: E402
 DEADLINE_S = 120
 
 
-def fail(what):
-    print("FAILED:", what)
-    sys.exit(1)
-
-
-def check(cond, what):
-    if not cond:
-        fail(what)
-    print("ok:", what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from checks import fail, check  # noqa: E402
 
 
 def main():

@@ -22,15 +22,8 @@ DEAD_RANK_S = 30  # mpirun ends a job about 1 s after a rank exits non-zero (mea
 HANG_S = 30       # watchdog at 2 s, polls every 0.2 s, then mpirun's teardown
 
 
-def fail(what):
-    print("FAILED:", what)
-    sys.exit(1)
-
-
-def check(cond, what):
-    if not cond:
-        fail(what)
-    print("ok:", what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from checks import fail, check  # noqa: E402
 
 
 def mpirun(launcher, n, exe, mode, env_extra=None, timeout=120):

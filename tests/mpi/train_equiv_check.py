@@ -61,15 +61,8 @@ MPI = ["--oversubscribe", "--allow-run-as-root"]
 DEADLINE_S = 120
 
 
-def fail(what):
-    print("FAILED:", what)
-    sys.exit(1)
-
-
-def check(cond, what):
-    if not cond:
-        fail(what)
-    print("ok:", what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from checks import fail, check  # noqa: E402
 
 
 def run(cmd, what, expect_rc=0):

@@ -31,6 +31,7 @@
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/device.h"
+#include "engine/fileio.h"
 #include "train/npy.h"
 #include "losses/losses.h"
 #include "engine/tensor.h"
@@ -152,6 +153,7 @@ Options parse(int argc, char** argv) {
   SIMCLR_CHECK(o.iters == -1 || o.iters >= 1, "--iters must be >= 1");
   SIMCLR_CHECK(o.ksplit >= 0, "--ksplit must be >= 0");
   SIMCLR_CHECK(o.grad_out.empty() || !o.z_path.empty(), "--grad-out needs --z");
+  if (!o.grad_out.empty()) check_output_path("--grad-out", o.grad_out, {o.z_path}, /*replace_existing=*/true);
   return o;
 }
 

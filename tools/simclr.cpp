@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -128,8 +130,8 @@ static ProgressFn feature_progress(bool tty) {
   };
 }
 
-int main(int argc, char** argv) {
-  tune_process_environment(argv);  // may re-execute this program once (tools/cli/process_env.h)
+namespace {
+int simclr_main(int argc, char** argv) {
   try {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd.empty() || cmd == "help" || cmd == "--help" || cmd == "-h") {
@@ -295,7 +297,7 @@ int main(int argc, char** argv) {
       line["eval"] = knn && no_linear ? "knn" : "linear";
       if (!ck_path.empty()) {
         line["checkpoint"] = ck_path;
-        line["step"] = ck.meta["state"].value("step", 0);
+        line["step"] = ck.meta.contains("state") && ck.meta["state"].is_object() ? ck.meta["state"].value("step", 0) : 0;
       }
       std::vector<json> lines = {line};
       if (raw_pixels) {
@@ -404,4 +406,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  tune_process_environment(argv);  // may re-execute this program once (tools/cli/process_env.h)
+  // Line-buffered even into a pipe or file: a line printed is out, so a
+  // signal that ends the process (e.g. SIGTERM during the final probe) loses none.
+  std::setvbuf(stdout, nullptr, _IOLBF, 1 << 16);
+  const int rc = simclr_main(argc, argv);
+  // Output that could not be written (a full disk, a closed pipe) is a failure, not a success.
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "error: cannot write the standard output: %s\n", std::strerror(errno));
+    return rc == 0 ? 1 : rc;
+  }
+  return rc;
 }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -97,6 +98,57 @@ uint32_t be32(const uint8_t* p) {
 
 }  // namespace
 
+namespace {
+// stb_image 2.27 (Debian's) writes past its Huffman tables when a JPEG's
+// DHT segment declares more than 256 codes (nothings/stb issues 1289/1291,
+// found here by tests/fuzz/fuzz_image.cpp). Such a file is corrupt by the
+// JPEG spec; it is refused before stb sees it. Walks every marker segment,
+// also the DHT segments between the scans of a progressive JPEG.
+bool jpeg_huffman_tables_ok(const uint8_t* d, size_t n) {
+  size_t i = 0;  // stb finds the SOI marker after any number of 0xFF fill bytes
+  while (i < n && d[i] == 0xFF) i++;
+  if (i == 0 || i >= n || d[i] != 0xD8) return true;  // not a JPEG to stb
+  i++;
+  while (i + 4 <= n) {
+    if (d[i] != 0xFF) {  // entropy-coded data: skip to the next marker
+      i++;
+      continue;
+    }
+    const uint8_t m = d[i + 1];
+    if (m == 0xFF || m == 0x00 || (m >= 0xD0 && m <= 0xD7) || m == 0x01 || m == 0xD8) {
+      i += (m == 0xFF) ? 1 : 2;  // fill byte, stuffed zero, RSTn, TEM, SOI: no length
+      continue;
+    }
+    if (m == 0xD9) return true;  // EOI
+    const size_t len = static_cast<size_t>(d[i + 2]) << 8 | d[i + 3];
+    if (len < 2) return true;  // stb rejects it itself
+    if (m == 0xC4) {
+      // as stb reads it: the declared length, zeros past the end of the file
+      const size_t end = i + 2 + len;
+      size_t k = i + 4;
+      while (k < end) {
+        size_t codes = 0;
+        for (size_t b = k + 1; b < k + 17; b++) codes += b < n ? d[b] : 0;
+        if (codes > 256) return false;
+        k += 17 + codes;
+      }
+    }
+    i += 2 + len;
+  }
+  return true;
+}
+
+constexpr int64_t kMaxImagePixels = int64_t{1} << 26;  // 64M: 8192 x 8192
+
+const char* image_format(const uint8_t* d, size_t n) {
+  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return "JPEG";
+  if (n >= 8 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) return "PNG";
+  if (n >= 2 && d[0] == 'B' && d[1] == 'M') return "BMP";
+  if (n >= 4 && std::memcmp(d, "GIF8", 4) == 0) return "GIF";
+  return nullptr;
+}
+}  // namespace
+
 bool decode_image(const uint8_t* data, size_t bytes, int channels, Image* out, std::string* why) {
   if (bytes == 0) {
     *why = "empty file";
@@ -106,11 +158,27 @@ bool decode_image(const uint8_t* data, size_t bytes, int channels, Image* out, s
     *why = "file too large";
     return false;
   }
+  const char* format = image_format(data, bytes);
+  if (!jpeg_huffman_tables_ok(data, bytes)) {
+    *why = "corrupt JPEG (a Huffman table declares more than 256 codes)";
+    return false;
+  }
   int w = 0, h = 0, n = 0;
+  // A header may claim any size (a 60-byte BMP of 11 x 16 million pixels,
+  // found by tests/fuzz/fuzz_image.cpp, took 30 s and 550 MB to "decode"):
+  // the size is checked before anything is allocated.
+  if (stbi_info_from_memory(data, static_cast<int>(bytes), &w, &h, &n) &&
+      std::abs(static_cast<int64_t>(w)) * std::abs(static_cast<int64_t>(h)) > kMaxImagePixels) {  // BMP: h < 0 top-down
+    *why = "image of " + std::to_string(std::abs(w)) + "x" + std::to_string(std::abs(h)) + " pixels is larger than the " +
+           std::to_string(kMaxImagePixels >> 20) + "M pixels this reader decodes (downscale it first)";
+    return false;
+  }
   uint8_t* px = stbi_load_from_memory(data, static_cast<int>(bytes), &w, &h, &n, 0);
   if (!px) {
     const char* r = stbi_failure_reason();
-    *why = r ? r : "unknown decoder error";
+    // stb tries each format in turn: name the one the file claims to be
+    *why = std::string(format ? std::string("corrupt or truncated ") + format + ": " : "") +
+           (r ? r : "unknown decoder error");
     return false;
   }
   // n: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA. Alpha is dropped.

@@ -11,7 +11,8 @@
 //  4. the run-directory lock: a second holder fails naming the first (pid,
 //     host), a lock left by a dead process is taken over;
 //  5. appends are checked (a full device is an error);
-//  9. temporaries left by a killed write are removed.
+//  9. temporaries left by a killed write are removed;
+//  and the fuzzers' findings in image decoding (tests/fuzz/) stay fixed.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -23,6 +24,7 @@
 #include <fstream>
 #include <functional>
 
+#include "data/readers.h"
 #include "engine/fileio.h"
 #include "helpers.h"
 #include "train/checkpoint.h"
@@ -393,4 +395,34 @@ TEST_CASE("reliability: temporaries an interrupted write left are removed, nothi
   CHECK(fs::exists(dir + "/notes.tmp.txt"));
   CHECK(fs::exists(dir + "/config.json.tmp." + std::to_string(getpid()) + ".5"));
   CHECK(list_checkpoints(dir).size() == 1);
+}
+
+// ---------------------------------------------------------------- fuzzing findings
+TEST_CASE("reliability: image decoding refuses the inputs the fuzzer found in stb_image 2.27", "[reliability][data]") {
+  // tests/fuzz/corpus/image/regress-*: the first byte is fuzz_image's channel selector
+  const fs::path dir = fs::path(SIMCLR_SOURCE_DIR) / "tests/fuzz/corpus/image";
+  int seen = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("regress-", 0) != 0) continue;
+    INFO(n);
+    seen++;
+    const std::string bytes = read_file(e.path().string());
+    Image img;
+    std::string why;
+    CHECK_FALSE(decode_image(reinterpret_cast<const uint8_t*>(bytes.data()) + 1, bytes.size() - 1, 3, &img, &why));
+    if (n.find("timeout") != std::string::npos)
+      CHECK_THAT(why, Catch::Contains("pixels") && Catch::Contains("downscale"));  // a 60-byte BMP of 11 x 16M pixels
+    else
+      CHECK_THAT(why, Catch::Contains("more than 256 codes"));  // the Huffman-table overflow (stb issues 1289/1291)
+  }
+  CHECK(seen == 4);
+  // a truncated JPEG names the format it claims (stb reported the last format it tried: "bad png sig")
+  const std::string jpg = read_file((dir / "rgb.jpg").string()).substr(1);
+  Image img;
+  std::string why;
+  CHECK_FALSE(decode_image(reinterpret_cast<const uint8_t*>(jpg.data()), 200, 3, &img, &why));
+  CHECK_THAT(why, Catch::StartsWith("corrupt or truncated JPEG"));
+  REQUIRE(decode_image(reinterpret_cast<const uint8_t*>(jpg.data()), jpg.size(), 3, &img, &why));
+  CHECK(img.height == 8);
 }

@@ -26,6 +26,7 @@
 
 #include "data/readers.h"
 #include "engine/fileio.h"
+#include "engine/json_config.h"
 #include "helpers.h"
 #include "train/checkpoint.h"
 
@@ -425,4 +426,18 @@ TEST_CASE("reliability: image decoding refuses the inputs the fuzzer found in st
   CHECK_THAT(why, Catch::StartsWith("corrupt or truncated JPEG"));
   REQUIRE(decode_image(reinterpret_cast<const uint8_t*>(jpg.data()), jpg.size(), 3, &img, &why));
   CHECK(img.height == 8);
+}
+
+TEST_CASE("reliability: a config with a key twice or a number out of range is an error naming the file",
+          "[reliability][config]") {
+  const std::string dir = simclr::test::scratch_dir("rel_config");
+  write_bytes(dir + "/dup.json", R"({"train": {"epochs": 3, "batch": 8, "epochs": 5}})");
+  CHECK_THROWS_WITH(read_json_file(dir + "/dup.json"),
+                    Catch::Contains("dup.json") && Catch::Contains("holds the key 'epochs' twice"));
+  write_bytes(dir + "/same-name-elsewhere.json", R"({"a": {"epochs": 1}, "b": {"epochs": 2}})");
+  CHECK(read_json_file(dir + "/same-name-elsewhere.json")["b"]["epochs"] == 2);  // one per object is fine
+  // found by tests/fuzz/fuzz_config.cpp: the JSON library's out_of_range escaped as an uncaught exception
+  write_bytes(dir + "/big.json", R"({"optimizer": {"lr": 1e400}})");
+  CHECK_THROWS_WITH(read_json_file(dir + "/big.json"), Catch::Contains("big.json") && Catch::Contains("not valid JSON") &&
+                                                         Catch::Contains("number overflow"));
 }

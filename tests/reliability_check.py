@@ -27,7 +27,8 @@ script exits 1 at the end (so one run shows every item that fails):
   8.  the epoch's mean loss after a mid-epoch stop and resume equals the
       uninterrupted run's;
   9.  SIGHUP stops like SIGTERM (checkpoint, status 129); temporaries left by
-      a killed write are removed at the next start.
+      a killed write are removed at the next start;
+  10/11. bench_ntxent --z with a NaN is an error, with exit status 1.
 """
 import json
 import os
@@ -350,6 +351,12 @@ def main():
         with open(z, "rb") as f:
             check(rc != 0 and f.read() == zbytes and "is the input" in err,
                   "3: bench_ntxent --grad-out naming its --z input is refused", "status %d: %s" % (rc, out + err))
+        znan = os.path.join(outd, "znan.npy")
+        with open(znan, "wb") as f:
+            f.write(zbytes[:-4] + struct.pack("<f", float("nan")))
+        rc, out, err = run([bench, "--z", znan, "--device", "cpu"])
+        check(rc == 1 and "non-finite" in err and "row 3, column 2" in err,
+              "10/11: bench_ntxent --z with a NaN is an error (exit 1, as every tool)", "status %d: %s" % (rc, out + err))
 
     # ---- 4: the run-directory lock
     d = os.path.join(scratch, "4")

@@ -389,11 +389,13 @@ TEST_CASE("reliability: temporaries an interrupted write left are removed, nothi
   write_bytes(checkpoint_path(dir, 8) + ".tmp.4242.partial", "half a checkpoint");
   write_bytes(dir + "/metrics.jsonl.tmp.77.9", "x");
   write_bytes(dir + "/notes.tmp.txt", "keep: no pid");
+  write_bytes(dir + "/notes.tmp.1.txt", "keep: not a file a run writes");
   write_bytes(dir + "/config.json.tmp." + std::to_string(getpid()) + ".5", "ours: a write in progress");
   std::vector<std::string> removed = remove_stale_temporaries(dir);
   CHECK(removed == std::vector<std::string>{"checkpoint-000000008.ckpt.tmp.4242.123456",
                                             "checkpoint-000000008.ckpt.tmp.4242.partial", "metrics.jsonl.tmp.77.9"});
   CHECK(fs::exists(dir + "/notes.tmp.txt"));
+  CHECK(fs::exists(dir + "/notes.tmp.1.txt"));
   CHECK(fs::exists(dir + "/config.json.tmp." + std::to_string(getpid()) + ".5"));
   CHECK(list_checkpoints(dir).size() == 1);
 }

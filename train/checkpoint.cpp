@@ -531,6 +531,15 @@ std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
     size_t i = at + 5, digits = 0;
     while (i < n.size() && n[i] >= '0' && n[i] <= '9') i++, digits++;
     if (digits == 0 || i >= n.size() || n[i] != '.' || n.compare(at, mine.size(), mine) == 0) continue;
+    // only temporaries of the files a run writes: never a user's file that happens to match
+    const std::string target = n.substr(0, at);
+    long long step;
+    char tail[8] = {0};
+    const bool ours = target == "config.json" || target == "metrics.jsonl" || target == "results.json" ||
+                      target.rfind("metrics.jsonl.", 0) == 0 ||
+                      (target.size() == 25 && std::sscanf(target.c_str(), "checkpoint-%9lld.%4s", &step, tail) == 2 &&
+                       std::string(tail) == "ckpt");
+    if (!ours) continue;
     std::error_code ec2;
     if (!fs::is_regular_file(fs::symlink_status(e.path(), ec2))) continue;
     if (fs::remove(e.path(), ec2)) removed.push_back(n);

@@ -110,7 +110,8 @@ std::string verify_checkpoint_file(const std::string& path);
 std::vector<std::string> prune_checkpoints(const std::string& dir, int keep_last, const std::string& written = "");
 
 // Removes the temporaries an interrupted atomic write of another process
-// left in dir ("<name>.tmp.<pid>.<suffix>", engine/fileio.cpp; a kill -9
+// left in dir ("<name>.tmp.<pid>.<suffix>", engine/fileio.cpp, for the files
+// a run writes: checkpoints, config.json, metrics.jsonl*, results.json; a kill -9
 // during a checkpoint write leaves one as big as a checkpoint). Call it only
 // while holding the directory's DirLock: then no other process is writing
 // there. Returns the removed file names.

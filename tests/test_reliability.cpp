@@ -29,6 +29,7 @@
 #include "engine/json_config.h"
 #include "helpers.h"
 #include "train/checkpoint.h"
+#include "train/npy.h"
 
 using namespace simclr;
 namespace fs = std::filesystem;
@@ -442,4 +443,29 @@ TEST_CASE("reliability: a config with a key twice or a number out of range is an
   write_bytes(dir + "/big.json", R"({"optimizer": {"lr": 1e400}})");
   CHECK_THROWS_WITH(read_json_file(dir + "/big.json"), Catch::Contains("big.json") && Catch::Contains("not valid JSON") &&
                                                          Catch::Contains("number overflow"));
+}
+
+TEST_CASE("reliability: a .npy header claiming a huge or empty shape is checked before anything is allocated",
+          "[reliability][npy]") {
+  const std::string dir = simclr::test::scratch_dir("rel_npy");
+  auto npy = [&](const std::string& name, const std::string& shape, size_t payload) {
+    std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+    h += std::string((64 - (10 + h.size() + 1) % 64) % 64, ' ') + "\n";
+    std::string s = "\x93NUMPY";
+    s += '\x01';
+    s += '\x00';
+    s += static_cast<char>(h.size() & 0xff);
+    s += static_cast<char>(h.size() >> 8);
+    s += h + std::string(payload, '\0');
+    write_bytes(dir + "/" + name, s);
+    return dir + "/" + name;
+  };
+  // 2^40 x 2^40 floats: the element count overflows int64; it used to be allocated first
+  CHECK_THROWS_WITH(read_npy(npy("huge.npy", "(1099511627776, 1099511627776)", 16)),
+                    Catch::Contains("huge.npy") && Catch::Contains("truncated data"));
+  CHECK_THROWS_WITH(read_npy(npy("short.npy", "(4, 4)", 60)), Catch::Contains("truncated data (60 bytes"));
+  // an empty array (found by tests/fuzz/fuzz_npy.cpp: memcpy from a null pointer)
+  Tensor e = read_npy(npy("empty.npy", "(0, 3)", 0));
+  CHECK(e.numel() == 0);
+  CHECK(read_npy(npy("ok.npy", "(2, 2)", 16)).numel() == 4);
 }

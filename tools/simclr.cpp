@@ -342,6 +342,7 @@ int simclr_main(int argc, char** argv) {
       root["schedule"]["warmup_epochs"] = 0.05 * static_cast<double>(epochs);  // 5% unless --set
     cfg = parse_run_config(root);
     if (fs::exists(cfg.train.run_dir) && !fs::is_empty(cfg.train.run_dir)) {
+      if (fs::is_directory(cfg.train.run_dir)) DirLock busy(cfg.train.run_dir, "the run directory");  // a run there now: error
       const std::string prev = cfg.train.run_dir + ".prev";
       fs::remove_all(prev);
       fs::rename(cfg.train.run_dir, prev);

@@ -22,6 +22,7 @@ script exits 1 at the end (so one run shows every item that fails):
       its --z input;
   4.  a second `simclr train` on a busy run directory fails at once naming
       the first's pid; after a kill -9 the lock is taken over;
+  6.  a broken test split (needed by the kNN monitor) fails before step 1;
   5.  an append that fails (metrics.jsonl on a full device) and an
       unwritable stdout are errors, not successes;
   8.  the epoch's mean loss after a mid-epoch stop and resume equals the
@@ -394,6 +395,24 @@ def main():
               "status %d: %s" % (p.returncode, p.stderr))
     else:
         print("note: no /dev/full here: item 5 checks skipped")
+
+    # ---- 6: a broken test split is found before the first step, not at the first kNN
+    broken = os.path.join(scratch, "t10k-images-broken")
+    with open(images, "rb") as f:
+        good_images = f.read()
+    with open(broken, "wb") as f:
+        f.write(good_images[:100])
+    c6 = config(os.path.join(scratch, "run6.json"))
+    with open(c6) as f:
+        j = json.load(f)
+    j["data"]["test_images"] = broken
+    j["eval"]["knn_every"] = 1
+    with open(c6, "w") as f:
+        json.dump(j, f)
+    d = os.path.join(scratch, "6")
+    rc, out, err = train(d, conf=c6)
+    check(rc == 1 and "t10k-images-broken" in err and " step 1/" not in out and not ckpts(d),
+          "6: a broken test split fails the run before its first step", "status %d: %s" % (rc, (out + err)[-500:]))
 
     # ---- 8: the epoch mean loss after a mid-epoch stop and resume
     cfg8 = config(os.path.join(scratch, "run8.json"), imgs=images8, epochs=2, keep_last=3)

@@ -270,6 +270,11 @@ void TrainRun::open_data() {
   warmup_ = warmup_steps_from_epochs(cfg_.warmup_epochs, spe_, total_);
   peak_ = scaled_base_lr(cfg_.optimizer.lr, cfg_.optimizer.lr_scaling, tc_.batch);
   sched_ = Schedule(peak_, warmup_, total_);
+  // Every input the run will need is opened before the first step: a broken
+  // test split used to surface at the first kNN monitor, or (linear_at_end)
+  // only after all pretraining.
+  if ((cfg_.eval.knn_every > 0 || cfg_.eval.linear_at_end) && train_ds_->num_classes() > 0)
+    test_ds_ = open_dataset(cfg_.data, "test");
 }
 
 void TrainRun::build_model() {

@@ -262,7 +262,8 @@ class FileDataset : public Dataset {
         return s;
       }
       SIMCLR_CHECK(!strict_, kind_, ": cannot decode '", files_[j], "': ", why,
-                   " (strict mode; set data.strict=false to skip bad images)");
+                   " (strict mode: data.strict = true in a run config, --strict for simclr embed; without it bad images are "
+                   "skipped)");
       mark_bad(j, why);
     }
     fail(kind_, " '", root_, "': none of its ", n, " images decodes");

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -401,6 +402,12 @@ int simclr_main(int argc, char** argv) {
     std::printf("  run directory           %s (results.json, metrics.jsonl, checkpoints)\n",
                 cfg.train.run_dir.c_str());
     return 0;
+  } catch (const std::bad_alloc&) {
+    if (isatty(fileno(stdout))) std::printf("\n");
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: out of memory (an allocation failed): lower train.batch, data.image_size, "
+                         "model.width or head sizes, or eval.batch\n");
+    return 1;
   } catch (const std::exception& e) {  // simclr::Error and anything else: a message, never a crash
     if (isatty(fileno(stdout))) std::printf("\n");  // end a live progress line
     std::fflush(stdout);

@@ -138,6 +138,26 @@ bool jpeg_huffman_tables_ok(const uint8_t* d, size_t n) {
   return true;
 }
 
+// stb_image 2.27 grows its IDAT buffer to a chunk's declared length before
+// reading it, so a 222-byte PNG declaring a 2 GB chunk allocates 2 GB
+// (found by tests/fuzz/fuzz_image.cpp). A chunk longer than the rest of the
+// file is refused first ("" when the chunk list fits, else the reason).
+std::string png_chunks_problem(const uint8_t* d, size_t n) {
+  if (n < 8 || std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0) return "";
+  size_t i = 8;
+  while (i + 8 <= n) {
+    const uint64_t len = static_cast<uint64_t>(d[i]) << 24 | static_cast<uint64_t>(d[i + 1]) << 16 |
+                         static_cast<uint64_t>(d[i + 2]) << 8 | d[i + 3];
+    const std::string type(reinterpret_cast<const char*>(d + i + 4), 4);
+    if (len > n - i - 8)
+      return "corrupt or truncated PNG: chunk '" + type + "' declares " + std::to_string(len) + " bytes, the file has " +
+             std::to_string(n - i - 8) + " left";
+    if (type == "IEND") return "";
+    i += 8 + len + 4;  // length, type, data, CRC
+  }
+  return "";
+}
+
 #ifndef SIMCLR_MAX_IMAGE_PIXELS
 #define SIMCLR_MAX_IMAGE_PIXELS (int64_t{1} << 26)  // 64M: 8192 x 8192 (the fuzz build lowers it)
 #endif
@@ -162,6 +182,10 @@ bool decode_image(const uint8_t* data, size_t bytes, int channels, Image* out, s
     return false;
   }
   const char* format = image_format(data, bytes);
+  if (std::string p = png_chunks_problem(data, bytes); !p.empty()) {
+    *why = p;
+    return false;
+  }
   if (!jpeg_huffman_tables_ok(data, bytes)) {
     *why = "corrupt JPEG (a Huffman table declares more than 256 codes)";
     return false;

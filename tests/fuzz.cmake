@@ -4,7 +4,7 @@
 # compiler). Registered when clang++ can link -fsanitize=fuzzer; otherwise a
 # test that reports itself skipped with the reason. Included by
 # tests/CMakeLists.txt. SIMCLR_FUZZ_RUNS sets the executions per target.
-set(SIMCLR_FUZZ_RUNS 3000 CACHE STRING "executions per fuzz target in the ctest run (benchmarks/fuzz.sh)")
+set(SIMCLR_FUZZ_RUNS 1000 CACHE STRING "executions per fuzz target in the ctest run (benchmarks/fuzz.sh)")
 find_program(SIMCLR_CLANGXX NAMES clang++ clang++-16 clang++-15 clang++-14)
 set(_fuzz_ok OFF)
 if(SIMCLR_CLANGXX)

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -97,6 +98,80 @@ uint32_t be32(const uint8_t* p) {
 
 }  // namespace
 
+namespace {
+// stb_image 2.27 (Debian's) writes past its Huffman tables when a JPEG's
+// DHT segment declares more than 256 codes (nothings/stb issues 1289/1291,
+// found here by tests/fuzz/fuzz_image.cpp). Such a file is corrupt by the
+// JPEG spec; it is refused before stb sees it. Walks every marker segment,
+// also the DHT segments between the scans of a progressive JPEG.
+bool jpeg_huffman_tables_ok(const uint8_t* d, size_t n) {
+  size_t i = 0;  // stb finds the SOI marker after any number of 0xFF fill bytes
+  while (i < n && d[i] == 0xFF) i++;
+  if (i == 0 || i >= n || d[i] != 0xD8) return true;  // not a JPEG to stb
+  i++;
+  while (i + 4 <= n) {
+    if (d[i] != 0xFF) {  // entropy-coded data: skip to the next marker
+      i++;
+      continue;
+    }
+    const uint8_t m = d[i + 1];
+    if (m == 0xFF || m == 0x00 || (m >= 0xD0 && m <= 0xD7) || m == 0x01 || m == 0xD8) {
+      i += (m == 0xFF) ? 1 : 2;  // fill byte, stuffed zero, RSTn, TEM, SOI: no length
+      continue;
+    }
+    if (m == 0xD9) return true;  // EOI
+    const size_t len = static_cast<size_t>(d[i + 2]) << 8 | d[i + 3];
+    if (len < 2) return true;  // stb rejects it itself
+    if (m == 0xC4) {
+      // as stb reads it: the declared length, zeros past the end of the file
+      const size_t end = i + 2 + len;
+      size_t k = i + 4;
+      while (k < end) {
+        size_t codes = 0;
+        for (size_t b = k + 1; b < k + 17; b++) codes += b < n ? d[b] : 0;
+        if (codes > 256) return false;
+        k += 17 + codes;
+      }
+    }
+    i += 2 + len;
+  }
+  return true;
+}
+
+// stb_image 2.27 grows its IDAT buffer to a chunk's declared length before
+// reading it, so a 222-byte PNG declaring a 2 GB chunk allocates 2 GB
+// (found by tests/fuzz/fuzz_image.cpp). A chunk longer than the rest of the
+// file is refused first ("" when the chunk list fits, else the reason).
+std::string png_chunks_problem(const uint8_t* d, size_t n) {
+  if (n < 8 || std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) != 0) return "";
+  size_t i = 8;
+  while (i + 8 <= n) {
+    const uint64_t len = static_cast<uint64_t>(d[i]) << 24 | static_cast<uint64_t>(d[i + 1]) << 16 |
+                         static_cast<uint64_t>(d[i + 2]) << 8 | d[i + 3];
+    const std::string type(reinterpret_cast<const char*>(d + i + 4), 4);
+    if (len > n - i - 8)
+      return "corrupt or truncated PNG: chunk '" + type + "' declares " + std::to_string(len) + " bytes, the file has " +
+             std::to_string(n - i - 8) + " left";
+    if (type == "IEND") return "";
+    i += 8 + len + 4;  // length, type, data, CRC
+  }
+  return "";
+}
+
+#ifndef SIMCLR_MAX_IMAGE_PIXELS
+#define SIMCLR_MAX_IMAGE_PIXELS (int64_t{1} << 26)  // 64M: 8192 x 8192 (the fuzz build lowers it)
+#endif
+constexpr int64_t kMaxImagePixels = SIMCLR_MAX_IMAGE_PIXELS;
+
+const char* image_format(const uint8_t* d, size_t n) {
+  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return "JPEG";
+  if (n >= 8 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) return "PNG";
+  if (n >= 2 && d[0] == 'B' && d[1] == 'M') return "BMP";
+  if (n >= 4 && std::memcmp(d, "GIF8", 4) == 0) return "GIF";
+  return nullptr;
+}
+}  // namespace
+
 bool decode_image(const uint8_t* data, size_t bytes, int channels, Image* out, std::string* why) {
   if (bytes == 0) {
     *why = "empty file";
@@ -106,11 +181,31 @@ bool decode_image(const uint8_t* data, size_t bytes, int channels, Image* out, s
     *why = "file too large";
     return false;
   }
+  const char* format = image_format(data, bytes);
+  if (std::string p = png_chunks_problem(data, bytes); !p.empty()) {
+    *why = p;
+    return false;
+  }
+  if (!jpeg_huffman_tables_ok(data, bytes)) {
+    *why = "corrupt JPEG (a Huffman table declares more than 256 codes)";
+    return false;
+  }
   int w = 0, h = 0, n = 0;
+  // A header may claim any size (a 60-byte BMP of 11 x 16 million pixels,
+  // found by tests/fuzz/fuzz_image.cpp, took 30 s and 550 MB to "decode"):
+  // the size is checked before anything is allocated.
+  if (stbi_info_from_memory(data, static_cast<int>(bytes), &w, &h, &n) &&
+      std::abs(static_cast<int64_t>(w)) * std::abs(static_cast<int64_t>(h)) > kMaxImagePixels) {  // BMP: h < 0 top-down
+    *why = "image of " + std::to_string(std::abs(w)) + "x" + std::to_string(std::abs(h)) + " pixels is larger than the " +
+           std::to_string(kMaxImagePixels >> 20) + "M pixels this reader decodes (downscale it first)";
+    return false;
+  }
   uint8_t* px = stbi_load_from_memory(data, static_cast<int>(bytes), &w, &h, &n, 0);
   if (!px) {
     const char* r = stbi_failure_reason();
-    *why = r ? r : "unknown decoder error";
+    // stb tries each format in turn: name the one the file claims to be
+    *why = std::string(format ? std::string("corrupt or truncated ") + format + ": " : "") +
+           (r ? r : "unknown decoder error");
     return false;
   }
   // n: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA. Alpha is dropped.
@@ -191,7 +286,8 @@ class FileDataset : public Dataset {
         return s;
       }
       SIMCLR_CHECK(!strict_, kind_, ": cannot decode '", files_[j], "': ", why,
-                   " (strict mode; set data.strict=false to skip bad images)");
+                   " (strict mode: data.strict = true in a run config, --strict for simclr embed; without it bad images are "
+                   "skipped)");
       mark_bad(j, why);
     }
     fail(kind_, " '", root_, "': none of its ", n, " images decodes");

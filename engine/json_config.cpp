@@ -2,6 +2,8 @@
 #include "engine/json_config.h"
 
 #include <algorithm>
+#include <set>
+#include <vector>
 
 #include "engine/fileio.h"
 
@@ -160,11 +162,28 @@ json read_json_file(const std::string& path) {
   std::string text = read_file(path);
   SIMCLR_CHECK(text.find_first_not_of(" \t\r\n") != std::string::npos, "'", path,
                "' is empty (expected a JSON object)");
+  // Duplicate keys: JSON libraries keep the last silently, so a config
+  // holding a key twice is refused (which one the user meant is unknowable).
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  std::string duplicate;
+  const json::parser_callback_t cb = [&](int, json::parse_event_t ev, json& parsed) {
+    if (ev == json::parse_event_t::object_start) keys.emplace_back();
+    else if (ev == json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+    else if (ev == json::parse_event_t::key && !keys.empty()) {
+      const std::string k = parsed.get<std::string>();
+      if (!keys.back().insert(k).second && duplicate.empty()) duplicate = k;
+    }
+    return true;
+  };
+  json j;
   try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
+    j = json::parse(text, cb);
+  } catch (const json::exception& e) {  // syntax errors, and numbers out of range (1e400)
     fail("'", path, "' is not valid JSON: ", e.what());
   }
+  SIMCLR_CHECK(duplicate.empty(), "'", path, "' holds the key '", duplicate,
+               "' twice in one object (JSON readers would silently keep the last one): remove one");
+  return j;
 }
 
 }  // namespace simclr

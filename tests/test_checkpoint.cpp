@@ -157,10 +157,14 @@ TEST_CASE("checkpoint: latest good one is found past corrupt ones, and only the 
   CHECK_THAT(skipped[0], Catch::Contains("checkpoint-000000030.ckpt"));
   CHECK_THAT(skipped[1], Catch::Contains("checkpoint-000000020.ckpt"));
 
+  // rotation keeps good checkpoints, not bad files: the two bad ones are set
+  // aside as *.bad (never deleted) and the good one stays (issue 16)
   prune_checkpoints(dir, 2);
   auto left = list_checkpoints(dir);
-  REQUIRE(left.size() == 2);
-  CHECK(left[0] == checkpoint_path(dir, 20));
+  REQUIRE(left.size() == 1);
+  CHECK(left[0] == checkpoint_path(dir, 10));
+  CHECK(fs::exists(checkpoint_path(dir, 20) + ".bad"));
+  CHECK(fs::exists(checkpoint_path(dir, 30) + ".bad"));
   CHECK(fs::exists(dir + "/notes.txt"));
   CHECK(latest_good_checkpoint(simclr::test::scratch_dir("ckpt_empty"), nullptr).empty());
 }

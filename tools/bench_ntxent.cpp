@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -31,6 +32,7 @@
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/device.h"
+#include "engine/fileio.h"
 #include "train/npy.h"
 #include "losses/losses.h"
 #include "engine/tensor.h"
@@ -152,6 +154,7 @@ Options parse(int argc, char** argv) {
   SIMCLR_CHECK(o.iters == -1 || o.iters >= 1, "--iters must be >= 1");
   SIMCLR_CHECK(o.ksplit >= 0, "--ksplit must be >= 0");
   SIMCLR_CHECK(o.grad_out.empty() || !o.z_path.empty(), "--grad-out needs --z");
+  if (!o.grad_out.empty()) check_output_path("--grad-out", o.grad_out, {o.z_path}, /*replace_existing=*/true);
   return o;
 }
 
@@ -242,6 +245,11 @@ int run_npy(const Options& o) {
   SIMCLR_CHECK(z.dtype() == DType::f32 || z.dtype() == DType::f64, "'", o.z_path, "': embeddings must be f32 or f64, got ",
                dtype_name(z.dtype()));
   SIMCLR_CHECK(z.ndim() == 2, "'", o.z_path, "': embeddings must be 2-D [2N, D], got shape ", z.shape().str());
+  for (int64_t i = 0; i < z.numel(); i++) {  // a NaN in, a NaN loss out, exit 0: refused instead
+    const double v = z.dtype() == DType::f32 ? static_cast<double>(z.data<float>()[i]) : z.data<double>()[i];
+    SIMCLR_CHECK(std::isfinite(v), "'", o.z_path, "': embeddings hold a non-finite value (", v, ") at row ",
+                 i / z.size(1), ", column ", i % z.size(1));
+  }
   std::string dev = o.device;
   if (dev.empty()) dev = cuda_available() ? "cuda" : "cpu";
   if (dev == "cuda")
@@ -617,8 +625,11 @@ int main(int argc, char** argv) {
     if (cuda_available()) return run_gpu(o);
 #endif
     return run_cpu(o);
-  } catch (const simclr::Error& e) {
+  } catch (const std::bad_alloc&) {  // e.g. --n 100000000: a message, never an abort
+    std::fprintf(stderr, "error: out of memory for this size (lower --n or --d)\n");
+    return 1;
+  } catch (const std::exception& e) {  // exit 1 for any error, as the other tools
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 2;
+    return 1;
   }
 }

@@ -12,8 +12,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -144,8 +147,8 @@ static ProgressFn feature_progress(bool tty) {
   };
 }
 
-int main(int argc, char** argv) {
-  tune_process_environment(argv);  // may re-execute this program once (tools/cli/process_env.h)
+namespace {
+int simclr_main(int argc, char** argv) {
   try {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd.empty() || cmd == "help" || cmd == "--help" || cmd == "-h") {
@@ -321,7 +324,7 @@ int main(int argc, char** argv) {
       line["eval"] = knn && no_linear ? "knn" : "linear";
       if (!ck_path.empty()) {
         line["checkpoint"] = ck_path;
-        line["step"] = ck.meta["state"].value("step", 0);
+        line["step"] = ck.meta.contains("state") && ck.meta["state"].is_object() ? ck.meta["state"].value("step", 0) : 0;
       }
       std::vector<json> lines = {line};
       if (raw_pixels) {
@@ -366,6 +369,7 @@ int main(int argc, char** argv) {
       root["schedule"]["warmup_epochs"] = 0.05 * static_cast<double>(epochs);  // 5% unless --set
     cfg = parse_run_config(root);
     if (fs::exists(cfg.train.run_dir) && !fs::is_empty(cfg.train.run_dir)) {
+      if (fs::is_directory(cfg.train.run_dir)) DirLock busy(cfg.train.run_dir, "the run directory");  // a run there now: error
       const std::string prev = cfg.train.run_dir + ".prev";
       fs::remove_all(prev);
       fs::rename(cfg.train.run_dir, prev);
@@ -430,10 +434,31 @@ int main(int argc, char** argv) {
     else
       std::printf("  report                  not written: %s\n", why.c_str());
     return 0;
+  } catch (const std::bad_alloc&) {
+    if (isatty(fileno(stdout))) std::printf("\n");
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: out of memory (an allocation failed): lower train.batch, data.image_size, "
+                         "model.width or head sizes, or eval.batch\n");
+    return 1;
   } catch (const std::exception& e) {  // simclr::Error and anything else: a message, never a crash
     if (isatty(fileno(stdout))) std::printf("\n");  // end a live progress line
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  tune_process_environment(argv);  // may re-execute this program once (tools/cli/process_env.h)
+  // Line-buffered even into a pipe or file: a line printed is out, so a
+  // signal that ends the process (e.g. SIGTERM during the final probe) loses none.
+  std::setvbuf(stdout, nullptr, _IOLBF, 1 << 16);
+  const int rc = simclr_main(argc, argv);
+  // Output that could not be written (a full disk, a closed pipe) is a failure, not a success.
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "error: cannot write the standard output: %s\n", std::strerror(errno));
+    return rc == 0 ? 1 : rc;
+  }
+  return rc;
 }

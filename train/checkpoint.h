@@ -73,8 +73,59 @@ std::string checkpoint_path(const std::string& dir, int64_t step);
 std::vector<std::string> list_checkpoints(const std::string& dir);
 // The newest checkpoint in dir that loads and verifies; each one skipped is
 // described in `skipped` ("<path>: <reason>"). Returns "" when none is good.
+// Reads only (simclr eval); a resume uses choose_resume_checkpoint.
 std::string latest_good_checkpoint(const std::string& dir, std::vector<std::string>* skipped, Checkpoint* out = nullptr);
-// Deletes all but the newest keep_last checkpoints (keep_last >= 1).
-void prune_checkpoints(const std::string& dir, int keep_last);
+
+// A checkpoint that did not verify: the error ("checkpoint '<path>': why")
+// and where it was set aside ("<path>.bad"; "" when it could not be renamed).
+struct SkippedCheckpoint {
+  std::string path, reason, moved_to;
+};
+// "<reason> (renamed to <name>.bad)" for the console.
+std::string describe_set_aside(const SkippedCheckpoint& s);
+struct ResumeChoice {
+  std::string path;                        // "" when dir holds no checkpoint at all
+  std::vector<SkippedCheckpoint> skipped;  // newer ones that did not verify, newest first
+};
+// For --resume: the newest checkpoint of dir that loads and verifies (into
+// *out). Each newer one that does not is renamed to "<name>.bad" - never
+// deleted - so that rotation and later resumes cannot pick it again, and
+// listed in `skipped` with its reason. When dir holds checkpoints but none
+// is usable, throws naming each and why, and changes nothing: restarting
+// from step 0 would silently throw the run's progress (and history) away.
+ResumeChoice choose_resume_checkpoint(const std::string& dir, Checkpoint* out);
+
+// "" when the file at `path` is a complete, uncorrupted checkpoint (magic,
+// version, sizes, CRC-32, header and tensor table, meta.state), else the
+// error load_checkpoint would give. Streams the file (no tensors built).
+std::string verify_checkpoint_file(const std::string& path);
+
+// Rotation after writing `written` (a checkpoint in dir; "" = the newest
+// there): keeps the newest keep_last checkpoints that verify, counting down
+// from `written`, and deletes the older ones. A checkpoint in the kept range
+// that does not verify is renamed to "<name>.bad" and an older good one is
+// kept in its place; one with a higher step than `written` is left alone
+// (this run did not write it). Throws when `written` itself does not verify.
+// Returns the console notes (one line each, "warning: ..." / "note: ...").
+std::vector<std::string> prune_checkpoints(const std::string& dir, int keep_last, const std::string& written = "");
+
+// Removes the temporaries an interrupted atomic write of another process
+// left in dir ("<name>.tmp.<pid>.<suffix>", engine/fileio.cpp, for the files
+// a run writes: checkpoints, config.json, metrics.jsonl*, results.json; a kill -9
+// during a checkpoint write leaves one as big as a checkpoint). Call it only
+// while holding the directory's DirLock: then no other process is writing
+// there. Returns the removed file names.
+std::vector<std::string> remove_stale_temporaries(const std::string& dir);
+
+// meta.state of a training checkpoint, checked: throws "checkpoint '<path>':
+// ..." when it is missing or incomplete (e.g. an encoder import).
+struct CheckpointRunState {
+  int64_t step = 0, steps_per_epoch = 0, total_steps = 0;
+  // the running sum of the current epoch's losses and its step count (a
+  // mid-epoch checkpoint; 0 at an epoch boundary and in older files)
+  double epoch_loss_sum = 0;
+  int64_t epoch_loss_steps = 0;
+};
+CheckpointRunState checkpoint_run_state(const Checkpoint& ck, const std::string& path);
 
 }  // namespace simclr

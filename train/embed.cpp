@@ -107,6 +107,9 @@ void embed(const EmbedOptions& opt) {
   std::unique_ptr<LoadedEncoder> enc = load_encoder(weights);
   std::string labels_from;
   std::shared_ptr<Dataset> ds = open_embed_data(data, enc->data.channels, opt.strict, &labels_from);
+  for (const std::string& o : {out, labels_out})  // the labels file found beside the images is an input too
+    SIMCLR_CHECK(o.empty() || labels_from.empty() || !fs::equivalent(o, labels_from, ec), "embed: output '", o,
+                 "' is the labels file it reads ('", labels_from, "'): refusing to overwrite an input");
   if (cuda_available())
     std::fprintf(stderr, "note: a GPU is present (%s) but the CUDA backend does not cover the ResNet forward yet: "
                          "embedding runs on the CPU for now\n", cuda_device_name(0).c_str());

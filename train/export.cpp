@@ -178,6 +178,22 @@ std::string config_hash(const json& config) {
   return std::string("fnv1a64:") + buf;
 }
 
+namespace {
+// A manifest an earlier export wrote (safe to replace): a JSON object with
+// the keys every manifest has.
+bool is_export_manifest(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec) || fs::file_size(path, ec) > (64u << 20)) return false;
+  try {
+    const json j = json::parse(read_file(path));
+    return j.is_object() && j.contains("source_checkpoint") && j.contains("architecture") && j.contains("tensors") &&
+           j.contains("file_format");
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+}  // namespace
+
 std::string manifest_path_for(const std::string& out) {
   fs::path p(out);
   SIMCLR_CHECK(p.extension() != ".json", "output '", out,
@@ -270,6 +286,12 @@ ExportResult export_checkpoint(const std::string& checkpoint_path, const std::st
   SIMCLR_CHECK(dir.empty() || fs::is_directory(dir, ec), "cannot write '", out, "': '", dir.string(),
                "' is not a folder");
   SIMCLR_CHECK(!fs::is_directory(out, ec), "cannot write '", out, "': it is a folder");
+  output_target(out);  // a device node, FIFO or socket is refused before any work (a symlink is written through)
+  output_target(manifest_path);
+  if (!opt.force && fs::exists(manifest_path, ec) && !is_export_manifest(manifest_path))
+    fail("the manifest of '", out, "' would replace '", manifest_path,
+         "', an existing file that is not an export manifest (a config?); pass --force to replace it, or choose "
+         "another output name");
 
   const Checkpoint ck = load_checkpoint(checkpoint_path);
   const std::string where = "checkpoint '" + checkpoint_path + "': ";

@@ -53,6 +53,9 @@ struct ExportOptions {
   std::string format = "safetensors";  // safetensors | raw
   DType dtype = DType::f32;            // f32 | bf16 | f16
   bool with_head = false;
+  // The manifest's path is derived from the output's (X.json beside X.safetensors):
+  // an existing file there that is not an export manifest is replaced only with force.
+  bool force = false;
 };
 
 // "fp32" | "bf16" | "fp16" (also f32/float32, f16/float16/half) -> DType;

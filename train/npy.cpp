@@ -96,12 +96,25 @@ Tensor read_npy(const std::string& path) {
     }
     dims.push_back(d);
   }
+  // The byte count from the header, checked against the file before anything
+  // is allocated (a header may claim any shape; found by tests/fuzz/fuzz_npy.cpp).
+  const size_t have = s.size() - hstart - hlen;
+  size_t need = dtype_size(dt);
+  bool fits = true;
+  for (int64_t d : dims) {
+    if (d == 0) {
+      need = 0;
+      fits = true;
+      break;
+    }
+    if (need > have / static_cast<size_t>(d)) fits = false;  // also keeps need * d from overflowing
+    else need *= static_cast<size_t>(d);
+  }
+  SIMCLR_CHECK(fits && have >= need, "'", path, "': truncated data (", have, " bytes, the header's shape ", shp,
+               " needs more)");
   Shape shape(dims);
   Tensor t = Tensor::empty(shape, dt);
-  size_t need = t.nbytes();
-  SIMCLR_CHECK(s.size() - hstart - hlen >= need, "'", path, "': truncated data (", s.size() - hstart - hlen,
-               " bytes, need ", need, ")");
-  std::memcpy(t.data_ptr(), s.data() + hstart + hlen, need);
+  if (need > 0) std::memcpy(t.data_ptr(), s.data() + hstart + hlen, need);
   return t;
 }
 

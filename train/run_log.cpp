@@ -15,9 +15,7 @@ namespace simclr {
 namespace fs = std::filesystem;
 
 void append_metrics(const std::string& run_dir, const json& line) {
-  std::ofstream f(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
-  SIMCLR_CHECK(f.good(), "cannot append to '", (fs::path(run_dir) / "metrics.jsonl").string(), "'");
-  f << line.dump() << "\n";
+  append_file((fs::path(run_dir) / "metrics.jsonl").string(), line.dump() + "\n");  // every write checked
 }
 
 std::string fmt_duration(double s) {
@@ -80,23 +78,30 @@ void RunLog::start_metrics_fresh() {
   fs::remove(fs::path(run_dir_) / "metrics.jsonl", ec);
 }
 
-void RunLog::start_metrics_resumed(int64_t step) {
-  if (!enabled_) return;
+int64_t RunLog::start_metrics_resumed(int64_t step, const std::string& keep_cut_in) {
+  if (!enabled_) return 0;
   fs::path p = fs::path(run_dir_) / "metrics.jsonl";
-  if (!fs::exists(p)) return;
-  std::istringstream in(read_file(p.string()));
+  if (!fs::exists(p)) return 0;
+  const std::string all = read_file(p.string());
+  std::istringstream in(all);
   std::string line, kept;
+  int64_t cut = 0;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     try {
       json j = json::parse(line);
-      if (j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() > step) continue;
+      if (j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() > step) {
+        cut++;
+        continue;
+      }
     } catch (const json::exception&) {
       continue;  // a torn last line from a kill
     }
     kept += line + "\n";
   }
+  if (cut > 0 && !keep_cut_in.empty()) write_file_atomic(keep_cut_in, all);
   write_file_atomic(p.string(), kept);
+  return cut;
 }
 
 }  // namespace simclr

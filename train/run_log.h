@@ -45,8 +45,11 @@ class RunLog {
   void metrics(const json& line);
   // A fresh run: no metrics.jsonl. A resumed one: keeps the lines up to and
   // including `step` (the interrupted run's lines after its checkpoint go).
+  // With `keep_cut_in` set and any line cut, the whole file is first copied
+  // there (a resume from an older checkpoint must not lose history silently);
+  // returns the number of lines cut.
   void start_metrics_fresh();
-  void start_metrics_resumed(int64_t step);
+  int64_t start_metrics_resumed(int64_t step, const std::string& keep_cut_in = "");
 
  private:
   void vsay(const char* prefix, const char* fmt, va_list ap);

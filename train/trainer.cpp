@@ -128,10 +128,10 @@ class StopSignals {
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;  // loader waits and file writes carry on
-    for (int i = 0; i < 3; i++) sigaction(kSignals[i], &sa, &old_[i]);
+    for (int i = 0; i < kN; i++) sigaction(kSignals[i], &sa, &old_[i]);
   }
   ~StopSignals() {
-    for (int i = 0; i < 3; i++) sigaction(kSignals[i], &old_[i], nullptr);
+    for (int i = 0; i < kN; i++) sigaction(kSignals[i], &old_[i], nullptr);
     g_stop_signal = 0;
   }
   StopSignals(const StopSignals&) = delete;
@@ -139,8 +139,9 @@ class StopSignals {
   static int pending() { return g_stop_signal; }
 
  private:
-  static constexpr int kSignals[3] = {SIGINT, SIGTERM, SIGUSR1};
-  struct sigaction old_[3];
+  static constexpr int kN = 4;  // SIGHUP: a closed terminal or ssh session, as SIGTERM
+  static constexpr int kSignals[kN] = {SIGINT, SIGTERM, SIGUSR1, SIGHUP};
+  struct sigaction old_[kN];
 };
 
 const char* signal_name(int sig) {
@@ -148,6 +149,7 @@ const char* signal_name(int sig) {
     case SIGINT: return "SIGINT";
     case SIGTERM: return "SIGTERM";
     case SIGUSR1: return "SIGUSR1";
+    case SIGHUP: return "SIGHUP";
     default: return "a signal";
   }
 }
@@ -201,8 +203,10 @@ class TrainRun {
   std::unique_ptr<Communicator> comm_ = make_communicator(launch_);
   RunLog log_;
   json resolved_;
+  std::unique_ptr<DirLock> lock_;  // the run directory's, for the whole run (rank 0)
   Checkpoint ck_;  // the checkpoint resumed from (when ck_path_ is set)
   std::string ck_path_;
+  bool skipped_bad_ = false;  // --resume passed over newer checkpoints that do not verify
   std::shared_ptr<Dataset> train_ds_, test_ds_;
   std::unique_ptr<Loader> loader_;
   int64_t spe_ = 0, total_ = 0, warmup_ = 0;
@@ -287,12 +291,29 @@ void TrainRun::open_run_dir() {
   std::error_code ec;
   fs::create_directories(tc_.run_dir, ec);
   SIMCLR_CHECK(fs::is_directory(tc_.run_dir), "cannot create the run directory '", tc_.run_dir, "': ", ec.message());
+  if (comm_->rank() == 0) {  // one run per directory; what a killed write left goes
+    lock_ = std::make_unique<DirLock>(tc_.run_dir, "the run directory");
+    if (!lock_->note().empty()) log_.say("note: %s\n", lock_->note().c_str());
+    for (const std::string& t : remove_stale_temporaries(tc_.run_dir))
+      log_.say("note: removed '%s' (a temporary file an interrupted write left)\n", t.c_str());
+  }
   if (opt_.resume) {
-    std::vector<std::string> skipped;
-    ck_path_ = latest_good_checkpoint(tc_.run_dir, &skipped, &ck_);
-    for (const std::string& s : skipped) log_.say("warning: skipping a bad checkpoint: %s\n", s.c_str());
+    if (comm_->rank() == 0) {  // rank 0 chooses (it sets bad files aside); the others then find the same one
+      ResumeChoice rc = choose_resume_checkpoint(tc_.run_dir, &ck_);  // throws when only bad ones exist
+      ck_path_ = rc.path;
+      skipped_bad_ = !rc.skipped.empty();
+      for (const SkippedCheckpoint& s : rc.skipped)
+        log_.say("warning: --resume is skipping a bad checkpoint: %s\n", describe_set_aside(s).c_str());
+    }
+    if (comm_->size() > 1) {
+      comm_->barrier();
+      if (comm_->rank() != 0) {
+        std::vector<std::string> skipped;
+        ck_path_ = latest_good_checkpoint(tc_.run_dir, &skipped, &ck_);
+      }
+    }
     if (ck_path_.empty())
-      log_.say("note: --resume: no checkpoint in '%s', starting from the beginning\n", tc_.run_dir.c_str());
+      log_.say("note: --resume: no checkpoint in '%s' yet, starting from the beginning\n", tc_.run_dir.c_str());
   } else {
     std::vector<std::string> existing = list_checkpoints(tc_.run_dir);
     SIMCLR_CHECK(existing.empty(), "the run directory '", tc_.run_dir, "' already holds checkpoints (latest: ",
@@ -318,6 +339,11 @@ void TrainRun::open_data() {
   warmup_ = warmup_steps_from_epochs(cfg_.warmup_epochs, spe_, total_);
   peak_ = scaled_base_lr(cfg_.optimizer.lr, cfg_.optimizer.lr_scaling, tc_.batch);
   sched_ = Schedule(peak_, warmup_, total_);
+  // Every input the run will need is opened before the first step: a broken
+  // test split used to surface at the first kNN monitor, or (linear_at_end)
+  // only after all pretraining.
+  if ((cfg_.eval.knn_every > 0 || cfg_.eval.linear_at_end) && train_ds_->num_classes() > 0)
+    test_ds_ = open_dataset(cfg_.data, "test");
 }
 
 void TrainRun::build_model() {
@@ -349,12 +375,20 @@ void TrainRun::resume_from_checkpoint() {
                  ck_path_, "': optimiser state '", name, "' is missing or has another shape");
     t.copy_from(c->tensor);
   }
-  step = ck_.meta["state"]["step"].get<int64_t>();
-  SIMCLR_CHECK(ck_.meta["state"]["steps_per_epoch"].get<int64_t>() == spe_, "cannot resume from '", ck_path_,
-               "': it has ", ck_.meta["state"]["steps_per_epoch"].get<int64_t>(), " steps per epoch, this run ", spe_);
+  const CheckpointRunState st = checkpoint_run_state(ck_, ck_path_);
+  step = st.step;
+  SIMCLR_CHECK(st.steps_per_epoch == spe_ && st.total_steps == total_, "cannot resume from '", ck_path_, "': it has ",
+               st.steps_per_epoch, " steps per epoch and ", st.total_steps, " in all, this run ", spe_, " and ", total_);
+  epoch_loss_ = st.epoch_loss_sum;  // a mid-epoch checkpoint: the epoch's mean covers its earlier steps too
+  epoch_steps_ = st.epoch_loss_steps;
   prev_metrics_ = ck_.meta.value("metrics", json::object());
   loader_->seek({step / spe_, step % spe_});
-  log_.start_metrics_resumed(step);
+  // Past bad checkpoints, the lines cut are progress the run lost: keep a copy.
+  const std::string keep =
+      skipped_bad_ ? (fs::path(tc_.run_dir) / "metrics.jsonl").string() + ".before-resume-at-" + std::to_string(step) : "";
+  if (log_.start_metrics_resumed(step, keep) > 0 && !keep.empty())
+    log_.say("note: metrics.jsonl is cut back to step %lld; the lines before the resume are kept in %s\n",
+             static_cast<long long>(step), keep.c_str());
   log_.say("resuming from %s (step %lld, epoch %lld)\n", ck_path_.c_str(), static_cast<long long>(step),
            static_cast<long long>(step / spe_));
 }
@@ -569,13 +603,15 @@ void TrainRun::save() {
                      {"loader", {{"epoch", step / spe_}, {"batch", step % spe_}}},
                      {"optimizer", optim_->name()},
                      {"lr_next", sched_.lr(step)},
-                     {"world_size", comm_->size()}};
+                     {"world_size", comm_->size()},
+                     {"epoch_loss_sum", epoch_loss_},
+                     {"epoch_loss_steps", epoch_steps_}};
   c.meta["metrics"] = prev_metrics_;
   add_model_tensors(c, model_->store);
   for (auto& [name, t] : optim_->state()) c.tensors.push_back({name, "optimizer", 0, t.clone()});
   std::string path = checkpoint_path(tc_.run_dir, step);
   save_checkpoint(path, c);
-  prune_checkpoints(tc_.run_dir, tc_.keep_last);
+  for (const std::string& n : prune_checkpoints(tc_.run_dir, tc_.keep_last, path)) log_.say("%s\n", n.c_str());
   res_.last_checkpoint = path;
   res_.summary = prev_metrics_;
 }

@@ -10,7 +10,7 @@ namespace simclr {
 
 const char* kExportUsage =
     "usage: export_encoder CHECKPOINT --out FILE [--dtype fp32|bf16|fp16] [--with-head]\n"
-    "                      [--format safetensors|raw]\n"
+    "                      [--format safetensors|raw] [--force]\n"
     "\n"
     "Exports the encoder of a simclr checkpoint for use outside this program, with\n"
     "torchvision's ResNet parameter names and layouts (conv weights OIHW; BN weight,\n"
@@ -31,6 +31,8 @@ const char* kExportUsage =
     "                         embedded in its __metadata__ (key simclr_manifest)\n"
     "  --format raw           one flat little-endian binary, each tensor at a 64-byte\n"
     "                         aligned offset; the manifest lists offset, bytes, dtype, shape\n"
+    "  --force                replace an existing FILE.json that is not an export\n"
+    "                         manifest (by default that is refused: it may be a config)\n"
     "  -h, --help             this text\n"
     "\n"
     "Both files are written atomically: a failed export leaves no partial file.\n"
@@ -62,6 +64,8 @@ int export_encoder_main(int argc, char** argv) {
       opt.format = a.substr(9);
     } else if (a == "--with-head") {
       opt.with_head = true;
+    } else if (a == "--force") {
+      opt.force = true;
     } else if (!a.empty() && a[0] == '-') {
       fail("unknown option '", a, "' (see export_encoder --help)");
     } else {

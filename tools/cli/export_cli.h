@@ -1,7 +1,7 @@
 // tools/cli/export_cli.h - the export_encoder command line over train/export.h.
 //
 //   export_encoder CHECKPOINT --out FILE [--dtype fp32|bf16|fp16] [--with-head]
-//                  [--format safetensors|raw]
+//                  [--format safetensors|raw] [--force]
 #pragma once
 #include "train/export.h"
 

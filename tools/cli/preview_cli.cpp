@@ -7,6 +7,7 @@
 
 #include "data/data_config.h"
 #include "data/preview.h"
+#include "engine/fileio.h"
 #include "engine/json_config.h"
 
 namespace simclr {
@@ -67,11 +68,13 @@ int cmd_preview(int argc, char** argv) {
   }
   SIMCLR_CHECK(!config_path.empty(), "preview: no config file given\n", usage);
   SIMCLR_CHECK(!out.empty(), "preview: --out is required\n", usage);
+  check_output_path("preview: --out", out, {config_path}, /*replace_existing=*/true);  // never the config it reads
   json root = read_json_file(config_path);
   for (const std::string& o : overrides) apply_override(root, o);
   SIMCLR_CHECK(root.is_object(), "config '", config_path, "' must be a JSON object");
   ConfigObject data(root.contains("data") ? root["data"] : json(), "data");
   DataConfig cfg = parse_data_config(data);
+  check_output_path("preview: --out", out, {config_path, cfg.path, cfg.images, cfg.labels, cfg.test_images, cfg.test_labels}, true);
   std::string legend = write_preview(out, cfg, opt);
   std::printf("%swrote %s\n", legend.c_str(), out.c_str());
   return 0;

@@ -14,7 +14,7 @@ still going) is skipped. Writes into --out (default RUN_DIR):
 
     report_loss.png        loss (per step and epoch mean) and learning rate against step
     report_speed.png       views/s and the fraction of time waiting for input, against step
-    report_accuracy.png    kNN and linear top-1 against epoch (when evaluated)
+    report_accuracy.png    kNN top-1 against epoch and the final linear top-1 (when the kNN monitor ran)
     report_baselines.png   final linear top-1: the encoder against its baselines (when evaluated)
     report.md              config, machine, wall time, final numbers, the plots
 
@@ -148,7 +148,7 @@ def main(argv):
     knn = [m for m in evals if m.get("eval") == "knn" and "top1" in m]
     linear = [m for m in evals if m.get("eval") == "linear" and isinstance(m.get("linear"), dict)]
     total_epochs = (config.get("train") or {}).get("epochs")
-    if knn or linear:
+    if knn:  # (final linear probes alone: the baselines chart shows them)
         fig, ax = plt.subplots(figsize=(8, 4))
         if knn:
             ax.plot([m["epoch"] for m in knn], [100 * m["top1"] for m in knn], "o-", label="kNN top-1 (monitor)")
@@ -156,6 +156,7 @@ def main(argv):
         for m in linear:
             ax.scatter([end], [100 * m["linear"]["top1"]], marker="s", s=40, zorder=3,
                        label="linear probe: %s" % m.get("what", "?"))
+        ax.set_xlim(0, end + 0.5)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("test top-1 (%)")
@@ -166,6 +167,11 @@ def main(argv):
         fig.savefig(p)
         plt.close(fig)
         written.append(("Accuracy", p))
+
+    else:
+        stale = os.path.join(out_dir, "report_accuracy.png")  # from an earlier report of this run
+        if os.path.exists(stale):
+            os.remove(stale)
 
     # ---- the final comparison
     bars = []
@@ -200,10 +206,12 @@ def main(argv):
     lines.append("- model: %s width %s (%s stem), head %s" % (
         m.get("arch", "?"), m.get("width", "?"), m.get("stem", "?"), json.dumps(config.get("head", {}))))
     lines.append("- data: %s" % ", ".join("%s=%s" % (k, d[k]) for k in sorted(d) if k in (
-        "dataset", "path", "images", "image_size", "subset", "split")))
-    lines.append("- schedule: %s epochs, batch %s (%s views), optimizer %s, temperature %s" % (
+        "dataset", "path", "images", "image_size", "subset", "split") and d[k] not in ("", 0, None)))
+    o = config.get("optimizer") or {}
+    lines.append("- schedule: %s epochs, batch %s (%s views), %s lr %s (%s scaling), temperature %s" % (
         t.get("epochs", "?"), t.get("batch", "?"), 2 * t["batch"] if isinstance(t.get("batch"), int) else "?",
-        json.dumps(config.get("optimizer", {})), config.get("temperature", "?")))
+        o.get("name", "?"), o.get("lr", "?"), o.get("lr_scaling", "?"),
+        (config.get("loss") or {}).get("temperature", config.get("temperature", "?"))))
     lines.append("- device: %s, precision %s" % (t.get("device", "?"), t.get("precision", "fp32")))
     if results:
         lines.append("- machine: %s CPU cores; commit %s" % (results.get("cores", "?"), results.get("commit", "?")))

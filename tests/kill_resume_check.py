@@ -43,6 +43,9 @@ import threading
 import time
 import zlib
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts"))
+from checks import write_tiny_config  # noqa: E402
+
 STEPS_PER_EPOCH, EPOCHS = 4, 12
 TOTAL = STEPS_PER_EPOCH * EPOCHS
 WRITE_DELAY_MS = 3000  # the test hook's window; the kill comes as soon as the partial file appears
@@ -200,18 +203,8 @@ def main():
     images = os.path.join(scratch, "train-images")
     write_idx_u8(images, random.Random(7), STEPS_PER_EPOCH * 16, 16)
     config = os.path.join(scratch, "run.json")
-    with open(config, "w") as f:
-        json.dump({
-            "data": {"dataset": "idx", "images": images, "channels": 1, "image_size": 16, "mean": [0.5],
-                     "std": [0.25], "workers": 1},
-            "model": {"arch": "resnet18", "width": 0.0625, "stem": "cifar"},
-            "head": {"depth": 2, "out": 16},
-            "optimizer": {"name": "lars", "lr": 0.5},
-            "schedule": {"warmup_epochs": 1},
-            "train": {"epochs": EPOCHS, "batch": 16, "threads": 2, "log_interval": 1, "keep_last": 3,
-                      "checkpoint_every": 1},
-            "eval": {"knn_every": 0, "linear_at_end": False, "raw_pixels": False, "random_init": False},
-        }, f, indent=1)
+    write_tiny_config(config, images, 0.5, 1,
+                      {"epochs": EPOCHS, "batch": 16, "threads": 2, "keep_last": 3, "checkpoint_every": 1})
 
     # two uninterrupted runs: the reference, and a check that training at 2
     # threads is deterministic at all (else a difference below is no resume bug)

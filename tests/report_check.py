@@ -22,7 +22,7 @@ import sys
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts"))
-from checks import fail, check  # noqa: E402
+from checks import check  # noqa: E402
 
 
 def png_size(path):

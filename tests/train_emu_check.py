@@ -33,7 +33,7 @@ STEPS = 4
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts"))
-from checks import fail, check  # noqa: E402
+from checks import check, write_tiny_config  # noqa: E402
 
 
 def main():
@@ -47,18 +47,8 @@ def main():
         f.write(bytes([0, 0, 0x08, 3]) + struct.pack(">III", n, s, s))
         f.write(bytes(rng.randrange(256) for _ in range(n * s * s)))
     config = os.path.join(scratch, "run.json")
-    with open(config, "w") as f:
-        json.dump({
-            "data": {"dataset": "idx", "images": images, "channels": 1, "image_size": 16, "mean": [0.5],
-                     "std": [0.25], "workers": 1},
-            "model": {"arch": "resnet18", "width": 0.0625, "stem": "cifar"},
-            "head": {"depth": 2, "out": 16},
-            "optimizer": {"name": "lars", "lr": 0.5},
-            "schedule": {"warmup_epochs": 0},
-            "train": {"epochs": 1, "batch": 8, "threads": 2, "log_interval": 1, "max_steps": STEPS,
-                      "checkpoint_every": 0},
-            "eval": {"knn_every": 0, "linear_at_end": False, "raw_pixels": False, "random_init": False},
-        }, f, indent=1)
+    write_tiny_config(config, images, 0.5, 0,
+                      {"epochs": 1, "batch": 8, "threads": 2, "max_steps": STEPS, "checkpoint_every": 0})
 
     losses = {}
     for name, device, extra in (("cpu", "cpu", []), ("emu", "emu", []),

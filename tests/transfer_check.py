@@ -29,7 +29,7 @@ FMNIST = "/usr/share/datasets/fashion-mnist"
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts"))
-from checks import fail, check  # noqa: E402
+from checks import check  # noqa: E402
 
 
 def write_png(path, rows):

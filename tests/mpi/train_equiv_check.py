@@ -62,7 +62,7 @@ DEADLINE_S = 120
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
-from checks import fail, check  # noqa: E402
+from checks import fail, check, write_tiny_config  # noqa: E402
 
 
 def run(cmd, what, expect_rc=0):
@@ -148,18 +148,8 @@ def main():
     images = os.path.join(scratch, "train-images")
     write_idx_u8(images, random.Random(11), STEPS_PER_EPOCH * 16, 16)
     config = os.path.join(scratch, "run.json")
-    with open(config, "w") as f:
-        json.dump({
-            "data": {"dataset": "idx", "images": images, "channels": 1, "image_size": 16, "mean": [0.5],
-                     "std": [0.25], "workers": 1},
-            "model": {"arch": "resnet18", "width": 0.0625, "stem": "cifar"},
-            "head": {"depth": 2, "out": 16},
-            "optimizer": {"name": "lars", "lr": 0.1},
-            "schedule": {"warmup_epochs": 1},
-            "train": {"epochs": EPOCHS, "batch": 16, "threads": 1, "log_interval": 1, "keep_last": 20,
-                      "checkpoint_every": 1},
-            "eval": {"knn_every": 0, "linear_at_end": False, "raw_pixels": False, "random_init": False},
-        }, f, indent=1)
+    write_tiny_config(config, images, 0.1, 1,
+                      {"epochs": EPOCHS, "batch": 16, "threads": 1, "keep_last": 20, "checkpoint_every": 1})
 
     def train(run_dir, np_=0, extra=(), resume=False, expect_rc=0, what=None):
         cmd = [simclr, "train", config, "--set", "train.run_dir=" + run_dir] + list(extra)

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -113,7 +112,9 @@ DeviceEvent::~DeviceEvent() {
 DeviceEvent::DeviceEvent(DeviceEvent&& o) noexcept : device_(o.device_), ev_(std::exchange(o.ev_, nullptr)) {}
 DeviceEvent& DeviceEvent::operator=(DeviceEvent&& o) noexcept {
   if (this != &o) {
-    this->~DeviceEvent();
+#ifdef SIMCLR_WITH_CUDA
+    if (ev_) cuda_event_destroy(ev_);
+#endif
     device_ = o.device_;
     ev_ = std::exchange(o.ev_, nullptr);
   }
@@ -216,16 +217,8 @@ bool is_pinned(const Tensor& t) { return t.defined() && t.storage() && t.storage
 void copy_bytes_async(void* dst, Device dd, const void* src, Device sd, size_t bytes, CopyStream on) {
   if (bytes == 0) return;
   if (dd.host_memory() && sd.host_memory()) {
-    if (dd.is_emu() || sd.is_emu()) {
-      if (dd.is_emu() && sd.is_emu()) {
-        if (detail::emu_capture_record([dst, src, bytes] { std::memmove(dst, src, bytes); })) return;
-      } else {
-        SIMCLR_CHECK(!detail::emu_capture_forbid("a copy between host and device memory"),
-                     "a copy between ", sd.str(), " and ", dd.str(), " inside a captured step (", bytes,
-                     " bytes): CUDA graphs replay device work only; stage host data before the capture");
-      }
-    }
-    std::memmove(dst, src, bytes);
+    // cpu and emu: done on issue, as copy_bytes does it (a capture records or refuses it there)
+    copy_bytes(dst, dd, src, sd, bytes);
     return;
   }
 #ifdef SIMCLR_WITH_CUDA

@@ -54,18 +54,15 @@ void reduce_rows(double* a, double* b, int64_t M, int64_t C, F&& block) {
   }
 }
 
-}  // namespace
-
+// s1[c] = Σ_m (x[m,c] - k[c]), s2[c] = Σ_m (x[m,c] - k[c])² with the shift k =
+// the first row (0 when M = 0), returned; the block sums stay small and
+// accurate even when |mean| >> std.
 template <class T>
-void batchnorm_stats(double* sum, double* sumsq, const T* x, int64_t M, int64_t C) {
-  // Sums of the shifted values x - k with k = the first row (a sample, so
-  // within a few standard deviations of the mean): the T block sums stay
-  // small and accurate even when |mean| >> std; converted back exactly enough
-  // in double: Σx = S1 + M·k, Σx² = S2 + 2k·S1 + M·k².
+std::vector<T> shifted_sums(double* s1, double* s2, const T* x, int64_t M, int64_t C) {
   std::vector<T> shift(x, x + (M > 0 ? C : 0));
   shift.resize(static_cast<size_t>(C), T(0));
   const T* k = shift.data();
-  reduce_rows<T>(sum, sumsq, M, C, [&](int64_t m0, int64_t m1, T* s, T* ss) {
+  reduce_rows<T>(s1, s2, M, C, [&](int64_t m0, int64_t m1, T* s, T* ss) {
     for (int64_t m = m0; m < m1; m++) {
       const T* xm = x + m * C;  // [C]
       for (int64_t c = 0; c < C; c++) {
@@ -75,6 +72,19 @@ void batchnorm_stats(double* sum, double* sumsq, const T* x, int64_t M, int64_t 
       }
     }
   });
+  return shift;
+}
+
+}  // namespace
+
+template <class T>
+void batchnorm_stats(double* sum, double* sumsq, const T* x, int64_t M, int64_t C) {
+  // Sums of the shifted values x - k with k = the first row (a sample, so
+  // within a few standard deviations of the mean): the T block sums stay
+  // small and accurate even when |mean| >> std; converted back exactly enough
+  // in double: Σx = S1 + M·k, Σx² = S2 + 2k·S1 + M·k².
+  const std::vector<T> shift = shifted_sums(sum, sumsq, x, M, C);
+  const T* k = shift.data();
   for (int64_t c = 0; c < C; c++) {
     const double kc = static_cast<double>(k[c]), s1 = sum[c], s2 = sumsq[c], n = static_cast<double>(M);
     sum[c] = s1 + n * kc;
@@ -87,21 +97,10 @@ void batchnorm_batch_stats(double* stats, const T* x, int64_t M, int64_t C) {
   // The shifted sums S1 = Σ(x-k), S2 = Σ(x-k)² (k = the first row, as
   // batchnorm_stats) give mean = k + S1/M and M2 = S2 - S1²/M without the
   // cancellation of Σx² - (Σx)²/M at a large mean.
-  std::vector<T> shift(x, x + (M > 0 ? C : 0));
-  shift.resize(static_cast<size_t>(C), T(0));
-  const T* k = shift.data();
   double* s1 = stats;      // [C] S1, then mean
   double* s2 = stats + C;  // [C] S2, then M2
-  reduce_rows<T>(s1, s2, M, C, [&](int64_t m0, int64_t m1, T* s, T* ss) {
-    for (int64_t m = m0; m < m1; m++) {
-      const T* xm = x + m * C;  // [C]
-      for (int64_t c = 0; c < C; c++) {
-        const T d = xm[c] - k[c];
-        s[c] += d;
-        ss[c] += d * d;
-      }
-    }
-  });
+  const std::vector<T> shift = shifted_sums(s1, s2, x, M, C);
+  const T* k = shift.data();
   const double n = static_cast<double>(M);
   for (int64_t c = 0; c < C; c++) {
     if (M == 0) {

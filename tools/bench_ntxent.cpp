@@ -16,7 +16,13 @@
 //            MUFU peak) at the device's boost clock (dense bf16 tensor peak:
 //            2048 FLOP/clk/SM on sm_80, 4096 on sm_90 (wgmma; our mma.sync
 //            kernels cannot reach all of it); ex2: 16/clk/SM).
-// Without a GPU the CPU reference is timed instead, with a notice.
+// Without a GPU (or with --device cpu) the CPU paths are timed instead: the
+// float64-accumulating reference (kernels/cpu/ntxent.cpp) and the fast tiled
+// fp32 path (kernels/cpu/ntxent_fast.cpp, what the f32 op runs from 2N = 512),
+// both checked against each other, beside PyTorch's textbook version on the
+// CPU in the same run (benchmarks/ntxent_torch.py --device cpu, same thread
+// count), with the ratios; extra = the bytes each path allocates (torch: its
+// peak RSS growth).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -29,6 +35,9 @@
 #include <string>
 #include <vector>
 
+#include <omp.h>
+#include <unistd.h>
+
 #include "engine/autograd.h"
 #include "engine/check.h"
 #include "engine/device.h"
@@ -36,6 +45,7 @@
 #include "train/npy.h"
 #include "losses/losses.h"
 #include "engine/tensor.h"
+#include "kernels/cpu/ntxent_fast.h"
 #include "kernels/ntxent.h"
 
 #ifdef SIMCLR_WITH_CUDA
@@ -50,7 +60,8 @@ namespace {
 
 const char* kUsage = R"(usage: bench_ntxent [flags]
 Times the fused NT-Xent kernels (kernels/cuda/ntxent.cu) and the unfused
-cuBLAS baseline in the same run; without a GPU, times the CPU reference.
+cuBLAS baseline in the same run; without a GPU (or --device cpu), times the
+CPU reference, the fast CPU path and PyTorch's CPU textbook version.
 
   --n V              views 2N (rows of z)                      default 8192 (CPU: 1024)
   --d D              feature dimension                          default 128
@@ -69,7 +80,11 @@ cuBLAS baseline in the same run; without a GPU, times the CPU reference.
   --z FILE.npy       embeddings [2N, D] (f32 or f64): print the loss (and with
                      --grad-out write dL/dz, same dtype as the file)
   --grad-out FILE    see --z
-  --device cpu|cuda  device for --z                             default cuda if available
+  --device cpu|cuda  device to time (and for --z)                default cuda if available
+  --threads T        CPU threads (OpenMP; torch.set_num_threads)  default OMP_NUM_THREADS / cores
+  --no-reference     CPU: skip timing the reference (slow at large 2N)
+  --torch PYTHON     CPU: python with torch for benchmarks/ntxent_torch.py
+                     ('none' skips it)                          default /usr/bin/python3
   -h, --help         this text
 )";
 
@@ -79,8 +94,9 @@ struct Options {
   bool dtype_set = false;
   double tau = 0.1;
   int warmup = -1, iters = -1, ksplit = 0;
-  bool backward = true, json = false, check = false, sweep = false, unfused = true;
-  std::string z_path, grad_out, device;
+  bool backward = true, json = false, check = false, sweep = false, unfused = true, reference = true;
+  int threads = 0;
+  std::string z_path, grad_out, device, torch_python = "/usr/bin/python3";
 };
 
 Options parse(int argc, char** argv) {
@@ -131,6 +147,13 @@ Options parse(int argc, char** argv) {
       o.backward = false;
     } else if (flag == "--no-unfused") {
       o.unfused = false;
+    } else if (flag == "--no-reference") {
+      o.reference = false;
+    } else if (flag == "--threads") {
+      o.threads = static_cast<int>(to_int(flag, value(i, flag)));
+      SIMCLR_CHECK(o.threads >= 1, "--threads must be >= 1, got ", o.threads);
+    } else if (flag == "--torch") {
+      o.torch_python = value(i, flag);
     } else if (flag == "--check") {
       o.check = true;
     } else if (flag == "--sweep") {
@@ -275,21 +298,106 @@ int run_npy(const Options& o) {
   return 0;
 }
 
-// ------------------------------------------------------------------ CPU fallback
-int run_cpu(Options o) {
-  std::printf("notice: %s: timing the CPU reference instead of the CUDA kernels (useful as a small-size correctness tool)\n",
-              cuda_unavailable_reason().empty() ? "no CUDA device" : cuda_unavailable_reason().c_str());
+// ------------------------------------------------------------------ CPU
+// benchmarks/ntxent_torch.py: beside the build tree of this executable, else from the working directory.
+std::string torch_script() {
+  std::vector<std::string> where;
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0) {
+    const std::string exe(buf, static_cast<size_t>(n));
+    where.push_back(exe.substr(0, exe.rfind('/')) + "/../benchmarks/ntxent_torch.py");
+  }
+  where.push_back("benchmarks/ntxent_torch.py");
+  for (const std::string& w : where)
+    if (std::FILE* f = std::fopen(w.c_str(), "r")) {
+      std::fclose(f);
+      return w;
+    }
+  return "";
+}
+
+// The value of "key": in a JSON line (number or null -> NaN; a string into *str).
+double json_number(const std::string& line, const std::string& key, std::string* str = nullptr) {
+  const size_t k = line.find("\"" + key + "\":");
+  if (k == std::string::npos) return NAN;
+  size_t v = k + key.size() + 3;
+  while (v < line.size() && line[v] == ' ') v++;
+  if (str && v < line.size() && line[v] == '"') {
+    *str = line.substr(v + 1, line.find('"', v + 1) - v - 1);
+    return 0;
+  }
+  if (line.compare(v, 4, "null") == 0) return NAN;
+  return std::strtod(line.c_str() + v, nullptr);
+}
+
+// PyTorch's textbook NT-Xent on the CPU (fp32, eager) in a child process, same size and threads.
+std::vector<Measure> run_torch_cpu(const Options& o, int64_t V, int64_t D, int threads, std::string& note) {
+  std::vector<Measure> out;
+  if (o.torch_python == "none") return out;
+  const std::string script = torch_script();
+  if (script.empty()) {
+    note = "benchmarks/ntxent_torch.py not found";
+    return out;
+  }
+  char cmd[8192];
+  std::snprintf(cmd, sizeof cmd,
+                "'%s' '%s' --device cpu --dtype fp32 --modes eager --json --n %lld --d %lld --tau %.17g "
+                "--threads %d --warmup %d --iters %d 2>&1",
+                o.torch_python.c_str(), script.c_str(), static_cast<long long>(V), static_cast<long long>(D), o.tau,
+                threads, o.warmup, o.iters);
+  std::FILE* p = popen(cmd, "r");
+  if (!p) {
+    note = "could not start " + o.torch_python;
+    return out;
+  }
+  std::string line, last;
+  char chunk[4096];
+  while (std::fgets(chunk, sizeof chunk, p)) {
+    line += chunk;
+    if (line.back() != '\n') continue;
+    if (line.rfind("{\"bench\"", 0) == 0) {
+      std::string pass, msg;
+      json_number(line, "pass", &pass);
+      const double med = json_number(line, "median_ms"), p90 = json_number(line, "p90_ms");
+      json_number(line, "note", &msg);
+      if (std::isfinite(med))
+        out.push_back({"torch", pass, {med, p90}, pass_flops(pass, V, D), pass_exps(pass, V),
+                       json_number(line, "extra_bytes")});
+      else
+        note = "torch " + pass + ": " + msg;
+    } else if (line != "\n") {
+      last = line.substr(0, line.size() - 1);
+    }
+    line.clear();
+  }
+  const int rc = pclose(p);
+  if (out.empty() && note.empty())
+    note = "no timing from " + o.torch_python + " (exit status " + std::to_string(rc) + "): " + last;
+  return out;
+}
+
+int run_cpu(Options o, bool no_gpu) {
+  if (no_gpu)
+    std::printf("notice: %s: timing the CPU paths instead of the CUDA kernels\n",
+                cuda_unavailable_reason().empty() ? "no CUDA device" : cuda_unavailable_reason().c_str());
   if (o.n < 0) o.n = 1024;
   if (o.warmup < 0) o.warmup = 1;
   if (o.iters < 0) o.iters = 3;
   SIMCLR_CHECK(!o.sweep, "--sweep needs a GPU (the CPU reference is O(V²·D) in double)");
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  const int threads = omp_get_max_threads();
   const int64_t V = o.n, D = o.d;
   const std::vector<float> zf = make_embeddings(V, D, 1);
   Tensor z = Tensor::from_vector(zf, {V, D});
-  std::printf("bench_ntxent (CPU reference, f32): 2N=%lld d=%lld tau=%g, %s\n", static_cast<long long>(V),
-              static_cast<long long>(D), o.tau, blas_info().c_str());
+  const bool fast = cpu::ntxent_fast_eligible(V, o.tau);
+  std::printf("bench_ntxent (CPU, f32): 2N=%lld d=%lld tau=%g, %d threads, %s\n", static_cast<long long>(V),
+              static_cast<long long>(D), o.tau, threads, blas_info().c_str());
+  std::printf("  the f32 op runs the %s here (fast path: 2N >= %lld and tau >= %g; its exp2: %s)\n",
+              fast ? "fast path" : "reference", static_cast<long long>(cpu::kNtxentFastMinRows), kNtxentMinTau,
+              cpu::ntxent_fast_has_avx2() ? "AVX2+FMA" : "portable");
   std::vector<Measure> out;
-  auto time = [&](const std::string& pass, const std::function<void()>& f) {
+  auto time = [&](const std::string& impl, const std::string& pass, double extra, const std::function<void()>& f) {
     for (int i = 0; i < o.warmup; i++) f();
     std::vector<double> ms;
     for (int i = 0; i < o.iters; i++) {
@@ -297,21 +405,72 @@ int run_cpu(Options o) {
       f();
       ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
-    Measure m{"cpu-ref", pass, stats_of(ms), pass_flops(pass, V, D), pass_exps(pass, V)};
-    out.push_back(m);
+    out.push_back({impl, pass, stats_of(ms), pass_flops(pass, V, D), pass_exps(pass, V), extra});
   };
-  time("fwd", [&] {
-    NoGrad ng;
-    ntxent(z, o.tau);
-  });
-  if (o.backward)
-    time("fwd+bwd", [&] {
-      Tensor x = z.clone().set_requires_grad();
-      backward(ntxent(x, o.tau));
-    });
+  // the outputs of each path's last call, for the cross-check
+  std::vector<float> ref_rows(V), ref_lse(V), ref_dz(V * D), fast_rows(V), fast_lse(V), fast_dz(V * D);
+  // extra = the bytes each path allocates, + lse [V] and the row losses [V] (f32). The reference:
+  // ẑ [V,D] and |z| [V] in double, one row of s [V] and g [D] per thread.
+  const double ref_extra = 8.0 * (V * D + V + static_cast<double>(threads) * (V + D)) + 8.0 * V;
+  const double fast_extra = static_cast<double>(cpu::ntxent_fast_extra_bytes(V, D, V)) + 8.0 * V;
+  if (fast) {
+    time("cpu-fast", "fwd", fast_extra,
+         [&] { cpu::ntxent_fast_forward(fast_rows.data(), fast_lse.data(), zf.data(), V, D, o.tau, 0, V); });
+    if (o.backward)
+      time("cpu-fast", "fwd+bwd", fast_extra, [&] {
+        cpu::ntxent_fast_forward(fast_rows.data(), fast_lse.data(), zf.data(), V, D, o.tau, 0, V);
+        std::fill(fast_dz.begin(), fast_dz.end(), 0.0f);
+        cpu::ntxent_fast_backward(fast_dz.data(), zf.data(), fast_lse.data(), 1.0, V, D, o.tau, 0, V);
+      });
+  }
+  if (o.reference || !fast) {
+    time("cpu-ref", "fwd", ref_extra,
+         [&] { cpu::ntxent_forward(ref_rows.data(), ref_lse.data(), zf.data(), V, D, o.tau, 0, V); });
+    if (o.backward)
+      time("cpu-ref", "fwd+bwd", ref_extra, [&] {
+        cpu::ntxent_forward(ref_rows.data(), ref_lse.data(), zf.data(), V, D, o.tau, 0, V);
+        std::fill(ref_dz.begin(), ref_dz.end(), 0.0f);
+        cpu::ntxent_backward(ref_dz.data(), zf.data(), ref_lse.data(), 1.0, V, D, o.tau, 0, V);
+      });
+  }
+  std::string torch_note;
+  const std::vector<Measure> tm = run_torch_cpu(o, V, D, threads, torch_note);
+  out.insert(out.end(), tm.begin(), tm.end());
   print_table(out);
+  if (!torch_note.empty()) std::printf("  torch: %s\n", torch_note.c_str());
   if (o.json)
     for (const Measure& m : out) print_json(m, V, D, "fp32", o.tau, "cpu");
+  auto find = [&](const std::string& impl, const std::string& pass) -> const Measure* {
+    for (const Measure& m : out)
+      if (m.impl == impl && m.pass == pass) return &m;
+    return nullptr;
+  };
+  for (const char* pass : {"fwd", "fwd+bwd"}) {
+    const Measure* f = find("cpu-fast", pass);
+    if (!f) continue;
+    if (const Measure* t = find("torch", pass))
+      std::printf("  speed-up %-8s fast vs torch (CPU, %d threads): %.2fx\n", pass, threads, t->t.median / f->t.median);
+    if (const Measure* r = find("cpu-ref", pass))
+      std::printf("  speed-up %-8s fast vs reference: %.2fx\n", pass, r->t.median / f->t.median);
+  }
+  bool ok = true;
+  if (fast && o.reference) {  // the two paths on the same input (validated before trusted)
+    double le = 0, lsum_r = 0, lsum_f = 0;
+    for (int64_t i = 0; i < V; i++) {
+      le = std::max(le, std::abs(static_cast<double>(fast_lse[i]) - ref_lse[i]));
+      lsum_r += ref_rows[i];
+      lsum_f += fast_rows[i];
+    }
+    const double loss_rel = std::abs(lsum_f - lsum_r) / std::max(std::abs(lsum_r), 1e-30);
+    const double ge = o.backward ? rel_err(std::vector<double>(fast_dz.begin(), fast_dz.end()),
+                                           std::vector<double>(ref_dz.begin(), ref_dz.end()))
+                                 : 0.0;
+    std::printf("  fast vs reference: loss rel err %.3g, lse max abs err %.3g, gradient rel err %.3g\n", loss_rel,
+                le, ge);
+    // ~10x the fp32 error bounds of tests/test_ntxent_fast.cpp at d <= 2048
+    ok = le <= 1e-4 / o.tau && loss_rel <= 1e-4 && ge <= 1e-3;
+    if (!ok) std::printf("  FAILED: the fast path disagrees with the reference\n");
+  }
   if (o.check) {
     std::vector<double> z64(zf.begin(), zf.end()), g64;
     double l64 = 0;
@@ -328,7 +487,7 @@ int run_cpu(Options o) {
       return 1;
     }
   }
-  return 0;
+  return ok ? 0 : 1;
 }
 
 #ifdef SIMCLR_WITH_CUDA
@@ -621,10 +780,12 @@ int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
     if (!o.z_path.empty()) return run_npy(o);
+    if (o.device == "cpu") return run_cpu(o, false);
 #ifdef SIMCLR_WITH_CUDA
     if (cuda_available()) return run_gpu(o);
 #endif
-    return run_cpu(o);
+    SIMCLR_CHECK(o.device != "cuda", "--device cuda: ", cuda_unavailable_reason());
+    return run_cpu(o, true);
   } catch (const std::bad_alloc&) {  // e.g. --n 100000000: a message, never an abort
     std::fprintf(stderr, "error: out of memory for this size (lower --n or --d)\n");
     return 1;

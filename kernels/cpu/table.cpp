@@ -6,6 +6,7 @@
 #include "kernels/batchnorm.h"
 #include "kernels/cast.h"
 #include "kernels/conv2d.h"
+#include "kernels/cpu/ntxent_fast.h"
 #include "kernels/elementwise.h"
 #include "kernels/norm_loss.h"
 #include "kernels/ntxent.h"
@@ -63,6 +64,15 @@ constexpr NtxentKernels<T> ntxent_k{
     .workspace_bytes = &ntxent_loss_workspace_bytes<T>,
     .forward = &ntxent_loss_forward<T>,
     .backward = &ntxent_loss_backward<T>,
+};
+// f32: the fast tiled path from 2N >= kNtxentFastMinRows (and τ >= kNtxentMinTau),
+// the reference below that (kernels/cpu/ntxent_fast.h); f64 stays the reference.
+template <>
+constexpr NtxentKernels<float> ntxent_k<float>{
+    .min_tau = 0.0,  // below kNtxentMinTau the reference runs
+    .workspace_bytes = &ntxent_loss_workspace_bytes<float>,
+    .forward = &ntxent_cpu_f32_forward,
+    .backward = &ntxent_cpu_f32_backward,
 };
 
 // cast: every pair of f32, f64, bf16 (the bf16 row serves the casts back from

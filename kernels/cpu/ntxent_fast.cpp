@@ -376,7 +376,8 @@ void ntxent_fast_backward(float* dz, const float* z, const float* lse, double dl
         double dot = 0;
         for (int64_t c = 0; c < D; c++) dot += static_cast<double>(zj[c]) * g[c];
         for (int64_t c = 0; c < D; c++)
-          out[c] = static_cast<float>(static_cast<double>(out[c]) + (g[c] - static_cast<double>(zj[c]) * dot) / norm[j]);
+          out[c] = static_cast<float>(static_cast<double>(out[c]) +
+                                      (g[c] - static_cast<double>(zj[c]) * dot) / norm[j]);
       } else {
         for (int64_t c = 0; c < D; c++) out[c] = static_cast<float>(static_cast<double>(out[c]) + g[c] / kNtxentEps);
       }

@@ -350,7 +350,8 @@ void TrainRun::build_model() {
   model_ = std::make_unique<SimclrModel>(cfg_.model, &cfg_.head);
   model_->init(tc_.seed);
   model_->to(device_);
-  model_->compute_dtype = tc_.precision == "bf16" ? DType::bf16 : DType::f32;  // apply_precision checked the device
+  model_->compute_dtype = tc_.precision == "bf16" ? DType::bf16 : DType::f32;
+  model_->grad_bucket_bytes = static_cast<size_t>(tc_.grad_bucket_mb * (1 << 20));  // apply_precision checked the device
   optim_ = make_optimizer(cfg_.optimizer, model_->store);
   if (device_.runs_cuda_code()) {
     feeder_ = std::make_unique<DeviceFeeder>(device_);

@@ -574,3 +574,27 @@ TEST_CASE("measure_step_seconds: the quickstart calibration times real steps", "
   CHECK(t.seconds_per_step > 0);
   CHECK(t.seconds_per_step < 60);
 }
+
+// data.augment_on: gpu on the emulated device (the loader gathers sources and
+// draws parameters, DeviceFeeder::put_augmented runs the augmentation
+// kernels) gives the same views as the CPU loader, so the same losses, bit
+// for bit (kernels/augment.h; tests/emu/test_augment_emu.cpp compares views).
+TEST_CASE("e2e emu: data.augment_on gpu and cpu train identically", "[e2e][emu][augment]") {
+  if (!have_fmnist()) SIMCLR_SKIP(fmnist_missing());
+  if (!emulator_built()) SIMCLR_SKIP("this build has no kernel emulator");
+  const std::string root = simclr::test::scratch_dir("e2e_emu_augment_on");
+  auto run = [&](const std::string& on) {
+    json j = run_config_to_json(tiny_config(root + "/" + on, 64, 8, 1, 0.0625));
+    j["train"]["device"] = "emu";
+    j["train"]["max_steps"] = 3;
+    j["train"]["checkpoint_every"] = 0;
+    j["eval"]["linear_at_end"] = false;
+    j["eval"]["knn_every"] = 0;
+    j["data"]["augment_on"] = on;
+    return train(parse_run_config(j), quiet());
+  };
+  const TrainResult a = run("cpu"), b = run("gpu");
+  REQUIRE(a.losses.size() == 3);
+  REQUIRE(b.losses.size() == 3);
+  for (size_t i = 0; i < 3; i++) CHECK(a.losses[i].second == b.losses[i].second);
+}

@@ -200,7 +200,9 @@ const std::set<std::string>& may_differ() {
   static const std::set<std::string> s = {
       "train.device", "train.threads", "train.run_dir", "train.checkpoint_every", "train.keep_last",
       "train.log_interval", "train.max_steps", "train.profile", "train.precision", "train.conv_impl",
-      "train.deterministic", "train.cuda_graph", "train.grad_bucket_mb", "data.workers", "data.prefetch", "data.strict", "model.bn",
+      "train.deterministic", "train.cuda_graph", "train.grad_bucket_mb", "data.workers", "data.prefetch",
+      "data.strict", "model.bn",
+      "data.augment_on",  // the same views on either side
       "eval"};
   return s;
 }

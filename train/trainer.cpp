@@ -331,6 +331,7 @@ void TrainRun::open_data() {
   train_ds_ = open_dataset(cfg_.data, cfg_.data.split);
   LoaderOptions lo = train_loader_options(cfg_.data, tc_.batch, tc_.seed);
   lo.pinned = device_.is_cuda();  // batches copied to the GPU asynchronously (train/feed.h)
+  lo.gpu_augment = augment_on_device(cfg_.data, device_);  // data.augment_on: views made on the device (feed.h)
   lo.shard_rank = comm_->rank();  // train.batch is the global batch: this rank builds its share
   lo.shard_count = comm_->size();
   loader_ = std::make_unique<Loader>(train_ds_, cfg_.data, lo);
@@ -425,7 +426,9 @@ StepResult TrainRun::step_once(const Batch& batch) {
   if (opt_.callbacks.loss_filter) filter = [this](double loss) { return opt_.callbacks.loss_filter(step, loss); };
   try {
     if (!device_.runs_cuda_code()) return train_step(batch.views, *model_, *optim_, lr_, cfg_.temperature, comm_.get(), filter);
-    const Tensor views = feeder_->put(batch.views);
+    const Tensor views = batch.views.defined()
+                             ? feeder_->put(batch.views)
+                             : feeder_->put_augmented(batch.sources, batch.view_params, batch.augment, DType::f32);
     StepResult r;
     if (captured_) {
       SIMCLR_CHECK(!filter, "train: the loss_filter test seam does not work with train.cuda_graph");

@@ -23,7 +23,7 @@
 #       (OpenBLAS-OpenMP + libgfortran/libquadmath, Boost.Context, zlib;
 #       glibc >= 2.34). Carry DIR to the GPU machine.
 #   benchmarks/gpu_suite.sh [STAGE]          (on the GPU machine)
-#       STAGE: check | configure | build | test | stepbench | bench | compare | all (default all).
+#       STAGE: check | configure | build | test | stepbench | augment | bench | compare | all (default all).
 #       check: report the toolchain and every dependency (found where / MISSING);
 #       every other stage runs check first and stops if something required is
 #       missing. Stages can run as separate commands: the build directory stays.
@@ -96,7 +96,7 @@ if [ "$stage" = "bundle" ]; then
 fi
 
 case "$stage" in
-  check | configure | build | test | bench | compare | all) ;;
+  check | configure | build | test | stepbench | augment | bench | compare | all) ;;
   -h | --help) sed -n '2,/^set -uo/p' "$0" | grep '^#'; exit 0 ;;
   *) echo "error: unknown stage '$stage' (check|build|test|bench|compare|all|bundle)" >&2; exit 2 ;;
 esac
@@ -287,7 +287,7 @@ do_configure() {
 do_build() {
   do_configure || return 1
   # what the GPU run needs; kernel_emu_tests and unit_tests run in CI on every commit
-  local targets=(gpu_tests bench_train_step bench_ntxent bench_lars)
+  local targets=(gpu_tests bench_train_step bench_ntxent bench_lars bench_augment)
   [ "${WITH_EMU_TESTS:-0}" = 1 ] && grep -q '^kernel_emu_tests:' "$BUILD_DIR/Makefile" 2>/dev/null && targets+=(kernel_emu_tests)
   step "build ${targets[*]}" build.log cmake --build "$BUILD_DIR" --target "${targets[@]}" -j"$JOBS"
 }
@@ -299,7 +299,7 @@ do_test() {
   [ -x "$t" ] || { note "gpu_tests not built: run the build stage"; return 1; }
   step "gpu_tests: op table on the GPU" gpu_tests_optable.log "$t" "[optable]" --durations yes || rc=1
   step "gpu_tests: the whole step, GPU vs CPU" gpu_tests_step.log env STEP_EMU_VERBOSE=1 "$t" "[step]" --durations yes || rc=1
-  step "gpu_tests: the rest" gpu_tests_rest.log "$t" "~[optable]~[step]" --durations yes || rc=1
+  step "gpu_tests: the rest" gpu_tests_rest.log "$t" "~[optable]~[step]~[augment]" --durations yes || rc=1
   if cat "$OUT"/gpu_tests_*.log 2>/dev/null | grep -q "SKIPPED:"; then note "gpu_tests: SKIPPED lines found: the GPU was not usable"; rc=1; fi
   local cs=""
   cs="$(command -v compute-sanitizer || true)"
@@ -317,6 +317,20 @@ do_test() {
   else
     note "kernel_emu_tests: run in CI on every commit (WITH_EMU_TESTS=1 builds and runs them here too)"
   fi
+  return $rc
+}
+
+# The augmentation kernels (issue 15): gpu_tests "[augment]" against the CPU
+# reference, then bench_augment (CPU reference on all cores vs the CUDA
+# kernels, 32/96/224) and torchvision v2 on GPU tensors (augment_torch.py).
+do_augment() {
+  local rc=0 t="$BUILD_DIR/gpu_tests" b="$BUILD_DIR/bench_augment"
+  [ -x "$t" ] && [ -x "$b" ] || { note "gpu_tests / bench_augment not built: run the build stage"; return 1; }
+  step "gpu_tests: augmentation kernels vs CPU" gpu_tests_augment.log "$t" "[augment]" --durations yes || rc=1
+  if grep -q "SKIPPED:" "$OUT/gpu_tests_augment.log" 2>/dev/null; then note "gpu_tests [augment]: SKIPPED: the GPU was not usable"; rc=1; fi
+  step "bench_augment f32 (32, 96, 224)" bench_augment_f32.log "$b" --iters 5 || rc=1
+  step "bench_augment bf16 (32, 96, 224)" bench_augment_bf16.log "$b" --dtype bf16 --iters 5 || rc=1
+  step "augment_torch.py torchvision v2 (cuda)" augment_torch.log "$PYTHON" "$repo/benchmarks/augment_torch.py" --device cuda --iters 5 || rc=1
   return $rc
 }
 
@@ -398,11 +412,13 @@ case "$stage" in
   build) do_build || status=1 ;;
   test) do_test || status=1 ;;
   stepbench) do_step_bench || status=1 ;;
+  augment) do_augment || status=1 ;;
   bench) do_bench || status=1 ;;
   compare) do_compare || status=1 ;;
   all)
     do_build || { note "build failed: stopping"; exit 1; }
     do_test || status=1
+    do_augment || status=1
     do_step_bench || status=1
     QUICK=1 do_bench || status=1
     QUICK=1 do_compare || status=1

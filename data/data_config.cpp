@@ -126,6 +126,7 @@ DataConfig parse_data_config(ConfigObject& obj) {
   c.workers = static_cast<int>(obj.get_int("workers", 2, 0, 256));
   c.prefetch = static_cast<int>(obj.get_int("prefetch", 4, 1, 1024));
   c.drop_last = obj.get_bool("drop_last", true);
+  c.augment_on = obj.get_choice("augment_on", "auto", {"auto", "gpu", "cpu"});
   std::vector<double> mean = obj.get_doubles("mean", d.mean, -10, 10, {1, 3});
   std::vector<double> stdv = obj.get_doubles("std", d.std, 1e-6, 1e3, {1, 3});
   // explicit lists must match the channel count (or be one value)
@@ -168,7 +169,7 @@ json data_config_to_json(const DataConfig& c) {
             {"subset", c.subset},     {"channels", c.channels},
             {"image_size", c.image_size}, {"strict", c.strict},
             {"workers", c.workers},   {"prefetch", c.prefetch},
-            {"drop_last", c.drop_last}, {"mean", c.mean},
+            {"drop_last", c.drop_last}, {"augment_on", c.augment_on}, {"mean", c.mean},
             {"std", c.std},           {"eval_crop_fraction", c.eval_crop_fraction},
             {"augment", aug}};
   return j;
@@ -180,6 +181,16 @@ bool has_split(const DataConfig& c, const std::string& split) {
   if (c.dataset == "flat-folder") return false;
   if (c.dataset == "idx") return !c.test_images.empty();
   return true;  // fashion-mnist, cifar10, cifar100
+}
+
+bool augment_on_device(const DataConfig& c, Device device) {
+  if (c.augment_on == "cpu") return false;
+  if (c.augment_on == "gpu") {
+    SIMCLR_CHECK(device.runs_cuda_code(), "config: 'data.augment_on' is gpu but the training device is ",
+                 device.str(), " (gpu needs train.device cuda or emu)");
+    return true;
+  }
+  return device.is_cuda();  // auto: on a GPU (emu only when asked for: tests)
 }
 
 void check_data_paths(const DataConfig& c, const std::string& split) {

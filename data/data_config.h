@@ -12,6 +12,9 @@
 //     "image_size": 28,             output side S (views are S x S)
 //     "strict": false,              undecodable image: error (true) or skip + warn (false)
 //     "workers": 2, "prefetch": 4, "drop_last": true,
+//     "augment_on": "auto",         training views augmented on: gpu | cpu | auto (gpu when
+//                                   training on a GPU; gpu on train.device emu runs the
+//                                   emulated kernels); the same views either way
 //     "mean": [...], "std": [...],  per channel (1 value is broadcast); defaults per dataset
 //     "eval_crop_fraction": 1.0,    evaluation: centred crop fraction before the resize
 //     "augment": { ... }            data/augment.h AugmentConfig, same key names
@@ -47,6 +50,7 @@ struct DataConfig {
   int workers = 2;
   int prefetch = 4;
   bool drop_last = true;
+  std::string augment_on = "auto";  // gpu | cpu | auto (see augment_on_device)
   std::vector<float> mean = {0.2860f};
   std::vector<float> std = {0.3530f};
   double eval_crop_fraction = 1.0;
@@ -58,6 +62,11 @@ struct DataConfig {
 // strength, and calls finish() on it and on its `augment` child: unknown keys,
 // wrong types and out-of-range values throw naming the key path.
 DataConfig parse_data_config(ConfigObject& obj);
+
+// Whether training views are augmented on `device` (data.augment_on): "gpu"
+// needs a device that runs CUDA code (cuda or emu), "cpu" never, "auto" on a
+// GPU (cuda) only. Throws for "gpu" on the CPU device.
+bool augment_on_device(const DataConfig& c, Device device);
 
 // Back to JSON (every key, resolved values): for the run directory's resolved
 // config and for checkpoints.

@@ -102,6 +102,50 @@ Batch Loader::build(int64_t epoch, int64_t b) const {
   Batch out;
   out.epoch = epoch;
   out.index = b;
+  if (opt_.train && opt_.gpu_augment) {
+    // The sources and the drawn parameters only; the device augments.
+    SIMCLR_CHECK(opt_.dtype == DType::f32 || opt_.dtype == DType::bf16,
+                 "loader: augmentation on the device writes f32 or bf16 views, not ", dtype_name(opt_.dtype));
+    std::vector<Sample> samples(static_cast<size_t>(N));
+    size_t bytes = 0;
+    for (int64_t p = 0; p < N; p++) {
+      int64_t idx = (*order)[begin + p];
+      samples[p] = ds_->get(idx);
+      const Image& im = samples[p].image;
+      SIMCLR_CHECK(im.channels == C, "loader: image ", idx, " has ", im.channels, " channel(s), expected ", C);
+      bytes += im.pixels.size();
+    }
+    const int64_t V = 2 * N;
+    auto u8 = [&](int64_t n) { return opt_.pinned ? pinned_empty({n}, DType::u8) : Tensor::empty({n}, DType::u8); };
+    out.sources = u8(static_cast<int64_t>(std::max<size_t>(bytes, 1)));
+    out.view_params = u8(V * static_cast<int64_t>(sizeof(AugmentView)));
+    out.labels = Tensor::empty({N}, DType::i64);
+    out.indices.resize(static_cast<size_t>(N));
+    uint8_t* src = out.sources.data<uint8_t>();
+    std::vector<AugmentView> views(static_cast<size_t>(V));
+    size_t off = 0;
+    for (int64_t p = 0; p < N; p++) {
+      const Image& im = samples[p].image;
+      const int64_t idx = (*order)[begin + p];
+      out.indices[p] = idx;
+      out.labels.data<int64_t>()[p] = samples[p].label;
+      std::memcpy(src + off, im.pixels.data(), im.pixels.size());
+      for (int v = 0; v < 2; v++) {
+        AugmentView& av = views[static_cast<size_t>(v * N + p)];
+        av.p = sample_view(cfg_.augment, opt_.seed, epoch, idx, v, im.height, im.width, S, S);
+        av.src_h = im.height, av.src_w = im.width;
+        av.src_offset = static_cast<int64_t>(off);
+      }
+      off += im.pixels.size();
+    }
+    std::memcpy(out.view_params.data<uint8_t>(), views.data(), views.size() * sizeof(AugmentView));
+    out.augment.views = static_cast<int32_t>(V);
+    out.augment.out_h = out.augment.out_w = S;
+    out.augment.channels = C;
+    out.augment.max_blur_kernel = augment_max_blur_kernel(views.data(), static_cast<int>(V));
+    out.augment.norm = make_norm(C, cfg_.mean.data(), cfg_.std.data());
+    return out;
+  }
   int64_t rows = opt_.train ? 2 * N : N;
   out.views = opt_.pinned ? pinned_empty({rows, S, S, C}, opt_.dtype) : Tensor::empty({rows, S, S, C}, opt_.dtype);
   out.labels = Tensor::empty({N}, DType::i64);
@@ -239,7 +283,7 @@ Batch Loader::next() {
       ready_.erase(it);
     }
     consumed_++;
-    if (slot.error.empty()) views_out_ += slot.batch.views.size(0);
+    if (slot.error.empty()) views_out_ += slot.batch.views.defined() ? slot.batch.views.size(0) : slot.batch.augment.views;
     if (opt_.workers > 0)
       wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_wait).count();
   }

@@ -58,6 +58,12 @@ struct LoaderOptions {
   int64_t max_epochs = 0;    // 0: endless
   DType dtype = DType::f32;  // views: f32, or bf16 / f16 (rounded to nearest even from the f32 result)
   bool pinned = false;       // views in page-locked memory (engine/async.h), for asynchronous GPU copies
+  // Training batches leave the augmentation to the device (data.augment_on,
+  // kernels/cuda/augment.cu via train/feed.h DeviceFeeder::put_augmented):
+  // build() gathers the N source images into Batch::sources and draws the 2N
+  // ViewParams (sample_view, on the worker threads as ever) into
+  // Batch::view_params; Batch::views stays undefined. dtype f32 or bf16.
+  bool gpu_augment = false;
   // Multi-process training: batch_size is the GLOBAL batch and this loader builds
   // only rank shard_rank's share of each: of batch b's N images (positions
   // [bN, (b+1)N) of the epoch's order), positions [bN + rN/R, bN + (r+1)N/R) for
@@ -79,6 +85,11 @@ struct Batch {
   Tensor labels;                 // i64 [N]
   std::vector<int64_t> indices;  // [N] dataset indices
   int64_t epoch = 0, index = 0;  // where this batch sits in the stream
+  // opt.gpu_augment: u8 [bytes] the packed sources (pinned when opt.pinned),
+  // u8 [2N * sizeof(AugmentView)] the views' parameters and source offsets
+  // (kernels/augment.h), and the batch shape and normalisation.
+  Tensor sources, view_params;
+  AugmentBatch augment;
   int64_t size() const { return static_cast<int64_t>(indices.size()); }
 };
 

@@ -2,7 +2,7 @@
 #include "engine/autograd.h"
 
 #include "engine/async.h"
-
+#include "engine/grad_hooks.h"
 #include "engine/profile.h"
 
 namespace simclr {
@@ -10,7 +10,16 @@ namespace simclr {
 namespace {
 thread_local std::vector<TapeNode> t_tape;
 thread_local bool t_grad_enabled = true;
+// engine/grad_hooks.h: the observer of this thread and the tape node whose backward runs.
+thread_local GradObserver* t_observer = nullptr;
+thread_local size_t t_node = 0;
+void notify_access(const Tensor& t) {
+  if (t_observer != nullptr) t_observer->on_grad_access(&t.impl(), t_node);
+}
 }  // namespace
+
+GradObserverScope::GradObserverScope(GradObserver* o) : prev_(t_observer) { t_observer = o; }
+GradObserverScope::~GradObserverScope() { t_observer = prev_; }
 
 bool grad_enabled() { return t_grad_enabled; }
 
@@ -23,6 +32,7 @@ bool needs_grad(std::initializer_list<Tensor> inputs) {
 
 Tensor grad_for(const Tensor& t) {
   if (!t.defined() || !t.requires_grad()) return Tensor();
+  notify_access(t);
   Tensor g = t.grad();
   if (!g.defined()) {
     g = Tensor::zeros(t.shape(), t.dtype(), t.device());
@@ -33,6 +43,7 @@ Tensor grad_for(const Tensor& t) {
 
 Tensor grad_for_write(const Tensor& t, bool* accumulate) {
   if (!t.defined() || !t.requires_grad()) return Tensor();
+  notify_access(t);
   Tensor g = t.grad();
   if (g.defined()) {
     *accumulate = true;
@@ -69,9 +80,13 @@ void backward(const Tensor& loss) {
   // Move the tape out first so that a throwing backward leaves a clean tape.
   std::vector<TapeNode> tape;
   tape.swap(t_tape);
-  for (auto it = tape.rbegin(); it != tape.rend(); ++it) {
-    BackwardTimer timer(it->op);  // engine/profile.h: a no-op unless profiling is on
-    it->backward();
+  for (size_t k = tape.size(); k-- > 0;) {
+    t_node = k;
+    {
+      BackwardTimer timer(tape[k].op);  // engine/profile.h: a no-op unless profiling is on
+      tape[k].backward();
+    }
+    if (t_observer != nullptr) t_observer->on_node_done(k);
   }
 }
 

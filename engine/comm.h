@@ -33,6 +33,16 @@ class Communicator {
   virtual std::string backend() const { return "custom"; }  // "local", "mpi", or a test's
   // In place: t = Σ over ranks of t (f32, f64, i32, i64; identical on every rank).
   virtual void all_reduce_sum(Tensor& t) = 0;
+  // The same sum, started and not waited for: the gradient buckets
+  // (train/grad_buckets.h) start one per bucket during the backward pass and
+  // call all_reduce_wait() once after it. t must stay alive and untouched until
+  // then. all_reduce_wait() orders every started sum before later work (on a
+  // GPU: the engine stream waits for them, no host wait; on the CPU: they are
+  // done when it returns). Started sums and the other collectives keep one
+  // order, the order of the calls, on every rank. The defaults run the sum at
+  // once (MPI on host memory, the tests' communicators).
+  virtual void all_reduce_sum_start(Tensor& t) { all_reduce_sum(t); }
+  virtual void all_reduce_wait() {}
   // out[size · numel(in)] = concatenation over ranks of in, in rank order (any
   // dtype; out and in of one dtype, out contiguous, e.g. a slice0 of a tensor).
   virtual void all_gather(Tensor& out, const Tensor& in) = 0;

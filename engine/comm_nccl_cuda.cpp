@@ -1,7 +1,19 @@
 // engine/comm_nccl_cuda.cpp - the NCCL communicator (engine/comm.h
-// make_nccl_communicator): collectives on CUDA tensors, issued on the engine
-// stream of the tensor's device (stream-ordered with the kernels before and
-// after them: no host synchronisation). The unique id is made by rank 0 and
+// make_nccl_communicator): collectives on CUDA tensors, stream-ordered with
+// the kernels before and after them (no host synchronisation).
+//
+// Every NCCL call of this communicator is issued on one stream of its own, the
+// comm stream, in the order of the calls, so the order of NCCL operations is
+// the same on every rank whatever overlaps what (NCCL needs that; two streams
+// on one communicator could interleave differently per rank and hang). Each
+// call first makes the comm stream wait for the engine stream's work so far
+// (an event). all_reduce_sum, all_gather and broadcast then make the engine
+// stream wait for the call (the results are used next); all_reduce_sum_start
+// does not, so a gradient bucket's sum runs while the backward pass goes on,
+// and all_reduce_wait makes the engine stream wait for everything started.
+// The tensors of a started sum are the parameter store's flat gradients: they
+// live for the whole run, so the stream-ordered allocator cannot hand their
+// memory to anything else meanwhile. The unique id is made by rank 0 and
 // broadcast over the bootstrap communicator (MPI, or the local one for a
 // single process); tensors on the CPU go to the bootstrap communicator.
 // Built with the CUDA backend only (a *_cuda.cpp file). Every NCCL call is
@@ -45,8 +57,17 @@ class NcclCommunicator final : public Communicator {
     std::memcpy(&id, idt.data_ptr(), sizeof id);
     CUDA_CHECK(cudaSetDevice(device_));
     check(ncclCommInitRank(&comm_, boot_->size(), id, boot_->rank()), "ncclCommInitRank");
+    CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&engine_done_, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&comm_done_, cudaEventDisableTiming));
   }
   ~NcclCommunicator() override {
+    if (comm_stream_ != nullptr) {
+      cudaStreamSynchronize(comm_stream_);
+      cudaStreamDestroy(comm_stream_);
+    }
+    if (engine_done_ != nullptr) cudaEventDestroy(engine_done_);
+    if (comm_done_ != nullptr) cudaEventDestroy(comm_done_);
     if (comm_ != nullptr) ncclCommDestroy(comm_);
   }
 
@@ -57,9 +78,16 @@ class NcclCommunicator final : public Communicator {
 
   void all_reduce_sum(Tensor& t) override {
     if (!on_gpu(t, "ncclAllReduce")) return boot_->all_reduce_sum(t);
-    check(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()), ncclSum,
-                        comm_, stream()),
-          "ncclAllReduce", t);
+    start_all_reduce(t);
+    engine_waits();
+  }
+  void all_reduce_sum_start(Tensor& t) override {
+    if (!on_gpu(t, "ncclAllReduce")) return boot_->all_reduce_sum(t);
+    start_all_reduce(t);
+    started_ = true;
+  }
+  void all_reduce_wait() override {
+    if (started_) engine_waits();
   }
   void all_gather(Tensor& out, const Tensor& in) override {
     SIMCLR_CHECK(out.dtype() == in.dtype() && out.numel() == in.numel() * size(), "NCCL all_gather on rank ", rank(),
@@ -67,17 +95,23 @@ class NcclCommunicator final : public Communicator {
     if (!on_gpu(in, "ncclAllGather")) return boot_->all_gather(out, in);
     SIMCLR_CHECK(out.device() == in.device(), "NCCL all_gather on rank ", rank(), ": out ", out.describe(),
                  " and in ", in.describe(), " on different devices");
+    comm_waits();
     check(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()), nccl_type(in.dtype()), comm_,
-                        stream()),
+                        comm_stream_),
           "ncclAllGather", in);
+    engine_waits();
   }
   void broadcast(Tensor& t, int root) override {
     if (!on_gpu(t, "ncclBroadcast")) return boot_->broadcast(t, root);
+    comm_waits();
     check(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()), root, comm_,
-                        stream()),
+                        comm_stream_),
           "ncclBroadcast", t);
+    engine_waits();
   }
   void barrier() override {
+    if (started_) engine_waits();
+    CUDA_CHECK(cudaStreamSynchronize(comm_stream_));
     cuda_synchronize(device_);
     boot_->barrier();
   }
@@ -91,6 +125,23 @@ class NcclCommunicator final : public Communicator {
     return true;
   }
   cudaStream_t stream() const { return static_cast<cudaStream_t>(cuda_current_stream(device_)); }
+  // The comm stream waits for the engine stream's work issued so far.
+  void comm_waits() {
+    CUDA_CHECK(cudaEventRecord(engine_done_, stream()));
+    CUDA_CHECK(cudaStreamWaitEvent(comm_stream_, engine_done_, 0));
+  }
+  // The engine stream waits for the comm stream's work issued so far.
+  void engine_waits() {
+    CUDA_CHECK(cudaEventRecord(comm_done_, comm_stream_));
+    CUDA_CHECK(cudaStreamWaitEvent(stream(), comm_done_, 0));
+    started_ = false;
+  }
+  void start_all_reduce(Tensor& t) {
+    comm_waits();
+    check(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t.dtype()), ncclSum,
+                        comm_, comm_stream_),
+          "ncclAllReduce", t);
+  }
   void check(ncclResult_t rc, const char* call, const Tensor& t = Tensor()) const {
     SIMCLR_CHECK(rc == ncclSuccess, call, " failed on rank ", boot_->rank(), " of ", boot_->size(),
                  t.defined() ? " (" + t.describe() + ")" : std::string(), ": ", ncclGetErrorString(rc),
@@ -100,6 +151,9 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Communicator> boot_;
   int device_;
   ncclComm_t comm_ = nullptr;
+  cudaStream_t comm_stream_ = nullptr;
+  cudaEvent_t engine_done_ = nullptr, comm_done_ = nullptr;
+  bool started_ = false;  // sums started that the engine stream does not wait for yet
 };
 
 }  // namespace

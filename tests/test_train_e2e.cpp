@@ -7,6 +7,7 @@
 // checkpoints intact, and bad configs give their documented errors. Then
 // train_step (against the step written out by hand, the non-finite stop, the
 // all-reduce call site), the RunLog writer and the quickstart calibration.
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "train/finetune.h"
+#include "train/grad_buckets.h"
 #include "engine/fileio.h"
 #include "models/init.h"
 #include "optim/lars.h"
@@ -448,6 +450,75 @@ TEST_CASE("train_step: the gradient all-reduce runs only with more than one rank
   CHECK(!same_bytes(two.model.store.values(), before));  // and then the update ran
 }
 
+// A 2-rank group of replicas for the gradient buckets: every sum doubles its
+// tensor at the moment it is STARTED (a real sum would read the peers' values
+// then). Gradient ranges are recorded with the number of backward nodes still
+// to run at that moment (an observer counts them).
+class ReplicaComm final : public Communicator {
+ public:
+  explicit ReplicaComm(ParamStore& store) : store_(store) {}
+  int rank() const override { return 0; }
+  int size() const override { return 2; }
+  void all_reduce_sum(Tensor& t) override {
+    const char* g = static_cast<const char*>(store_.grads().data_ptr());
+    const char* p = static_cast<const char*>(t.data_ptr());
+    if (p >= g && p < g + store_.grads().nbytes())
+      ranges.push_back({(p - g) / static_cast<int64_t>(sizeof(float)), t.numel()});
+    t.copy_from(scale(t, 2.0));
+  }
+  void all_gather(Tensor& out, const Tensor& in) override {
+    const int64_t n = in.numel();
+    for (int r = 0; r < 2; r++) out.view({out.numel()}).slice0(r * n, (r + 1) * n).copy_from(in.view({n}));
+  }
+  std::vector<std::pair<int64_t, int64_t>> ranges;  // (first element, count) of each gradient sum
+
+ private:
+  ParamStore& store_;
+};
+
+// The buckets of train/grad_buckets.h against one all-reduce after backward. A
+// bucket started before its last gradient contribution would be doubled
+// without that contribution, so the final weights would differ: the weights'
+// bit equality below is the check that every bucket started late enough, and
+// the count of early buckets the check that they started during the pass.
+// (Mutant tried: starting each bucket one node before its ready node fails the
+// second step, where GradBuckets' own check stops it: a gradient added to after
+// its bucket started.)
+TEST_CASE("train_step: gradient buckets start during backward and give exactly one all-reduce's update", "[train]") {
+  TinyStep one(5), bucketed(5);
+  Lars o1(LarsConfig{}, one.model.store), o2(LarsConfig{}, bucketed.model.store);
+  one.model.grad_bucket_bytes = 0;           // one all-reduce of the flat gradient after backward
+  bucketed.model.grad_bucket_bytes = 2048;   // 512 values: many buckets (weights larger than that alone)
+  ReplicaComm c1(one.model.store), c2(bucketed.model.store);
+  const int64_t total = one.model.store.grads().numel();
+  for (int step = 0; step < 3; step++) {
+    INFO("step " << step);
+    c1.ranges.clear();
+    c2.ranges.clear();
+    REQUIRE(train_step(one.views, one.model, o1, 0.5, 0.5, &c1).updated);
+    REQUIRE(train_step(bucketed.views, bucketed.model, o2, 0.5, 0.5, &c2).updated);
+    REQUIRE(c1.ranges.size() == 1);
+    CHECK(c1.ranges[0] == std::make_pair(int64_t{0}, total));
+    // the buckets cover the flat gradient exactly once
+    std::vector<int> covered(static_cast<size_t>(total), 0);
+    for (auto [b, n] : c2.ranges)
+      for (int64_t i = b; i < b + n; i++) covered[static_cast<size_t>(i)]++;
+    CHECK(std::count(covered.begin(), covered.end(), 1) == total);
+    const GradBuckets& gb = *bucketed.model.buckets;
+    CHECK(c2.ranges.size() == gb.buckets().size());
+    CHECK(gb.buckets().size() >= 10);
+    if (step == 0) {
+      CHECK(gb.started_early() == 0);  // learning: all after the pass
+    } else {
+      CHECK(gb.started_early() + 1 >= gb.buckets().size());  // all but the first layer's during the pass
+    }
+    CHECK(same_bytes(bucketed.model.store.values(), one.model.store.values()));
+    CHECK(same_bytes(bucketed.model.store.grads(), one.model.store.grads()));
+  }
+  // buckets start in the order their gradients become final: from the head back to the stem
+  CHECK(c2.ranges.front().first > c2.ranges.back().first);
+}
+
 TEST_CASE("RunLog: console and metrics lines as documented, and a disabled one (not rank 0) writes nothing", "[train]") {
   const std::string dir = test::scratch_dir("run_log");
   for (bool enabled : {true, false}) {
@@ -502,4 +573,28 @@ TEST_CASE("measure_step_seconds: the quickstart calibration times real steps", "
   CHECK(t.steps_per_epoch == 8);
   CHECK(t.seconds_per_step > 0);
   CHECK(t.seconds_per_step < 60);
+}
+
+// data.augment_on: gpu on the emulated device (the loader gathers sources and
+// draws parameters, DeviceFeeder::put_augmented runs the augmentation
+// kernels) gives the same views as the CPU loader, so the same losses, bit
+// for bit (kernels/augment.h; tests/emu/test_augment_emu.cpp compares views).
+TEST_CASE("e2e emu: data.augment_on gpu and cpu train identically", "[e2e][emu][augment]") {
+  if (!have_fmnist()) SIMCLR_SKIP(fmnist_missing());
+  if (!emulator_built()) SIMCLR_SKIP("this build has no kernel emulator");
+  const std::string root = simclr::test::scratch_dir("e2e_emu_augment_on");
+  auto run = [&](const std::string& on) {
+    json j = run_config_to_json(tiny_config(root + "/" + on, 64, 8, 1, 0.0625));
+    j["train"]["device"] = "emu";
+    j["train"]["max_steps"] = 3;
+    j["train"]["checkpoint_every"] = 0;
+    j["eval"]["linear_at_end"] = false;
+    j["eval"]["knn_every"] = 0;
+    j["data"]["augment_on"] = on;
+    return train(parse_run_config(j), quiet());
+  };
+  const TrainResult a = run("cpu"), b = run("gpu");
+  REQUIRE(a.losses.size() == 3);
+  REQUIRE(b.losses.size() == 3);
+  for (size_t i = 0; i < 3; i++) CHECK(a.losses[i].second == b.losses[i].second);
 }

@@ -74,9 +74,12 @@ static const char* kUsage =
     "      docs/results.md), then linear-probe test accuracy of the pretrained encoder\n"
     "      next to a random-init encoder and raw pixels, and the wall time.\n"
     "      --epochs N|auto        pretraining epochs; auto (default): as many as fit the\n"
-    "                             budget on this machine, measured on a few steps first\n"
-    "                             (at least 3, the PyTorch reference recipe's count)\n"
-    "      --budget SECONDS       pretraining time budget for --epochs auto (default 540)\n"
+    "                             budget on this machine with the evaluation after them,\n"
+    "                             both measured first (at least 3, the PyTorch reference\n"
+    "                             recipe's count); the output names the --epochs N that\n"
+    "                             repeats the run exactly\n"
+    "      --budget SECONDS       time budget of the whole quickstart for --epochs auto\n"
+    "                             (default 585: pretraining + evaluation under 10 minutes)\n"
     "      --run-dir DIR          default runs/quickstart (a previous run there is\n"
     "                             moved to DIR.prev)\n"
     "      --set key.path=value   override any key of the embedded config\n"
@@ -171,7 +174,7 @@ int simclr_main(int argc, char** argv) {
     std::vector<std::string> positional, overrides;
     bool resume = false, random_init = false, knn = false, no_linear = false, raw_pixels = false;
     int64_t epochs = 0;  // quickstart: 0 = auto
-    double budget = 540;
+    double budget = 585;
     std::string run_dir, transfer_data, transfer_kind, transfer_test;  // eval --data: transfer
     for (int i = 2; i < argc; i++) {
       std::string a = argv[i];
@@ -353,17 +356,33 @@ int simclr_main(int argc, char** argv) {
     const json embedded = quickstart_config();
     if (epochs == 0 && root["train"]["epochs"] != embedded["train"]["epochs"])
       epochs = root["train"]["epochs"].get<int64_t>();  // --set train.epochs=N
+    json calibration = {{"epochs_from", epochs == 0 ? "calibration" : "--epochs"}};
     if (epochs == 0) {
-      // As many epochs as fit the budget (at least the reference recipe's 3),
-      // the warm-up kept at 5% of the steps.
+      // As many epochs as fit the budget after the calibration itself and the evaluation
+      // (at least the reference recipe's 3), the warm-up kept at 5% of the steps.
       StepTiming t = measure_step_seconds(cfg, 4);
+      const EvalEstimate ev = estimate_eval_seconds(cfg, cfg.eval.random_init ? 2 : 1, cfg.eval.raw_pixels);
       const double epoch_s = t.seconds_per_step * static_cast<double>(t.steps_per_epoch);
-      epochs = std::clamp<int64_t>(static_cast<int64_t>(budget / (1.03 * epoch_s)), 3, 100);
-      std::printf("calibration: %.3f s/step on this machine -> %lld epochs (%lld steps, about %s) for the %s budget%s\n",
-                  t.seconds_per_step, static_cast<long long>(epochs), static_cast<long long>(epochs * t.steps_per_epoch),
+      const double left = budget - (now_s() - t_all) - ev.total();
+      epochs = std::clamp<int64_t>(static_cast<int64_t>(left / (1.03 * epoch_s)), 3, 100);
+      std::printf("calibration: %.3f s/step, evaluation about %s on this machine -> %lld epochs (%lld steps, "
+                  "about %s) for the %s budget%s\n",
+                  t.seconds_per_step, fmt_time(ev.total()).c_str(), static_cast<long long>(epochs),
+                  static_cast<long long>(epochs * t.steps_per_epoch),
                   fmt_time(epoch_s * static_cast<double>(epochs)).c_str(), fmt_time(budget).c_str(),
-                  epoch_s * 3 > budget ? " (3 epochs do not fit: running the minimum anyway)" : "");
+                  epoch_s * 3 > left ? " (3 epochs do not fit: running the minimum anyway)" : "");
+      calibration["seconds_per_step"] = t.seconds_per_step;
+      calibration["eval_estimate_seconds"] = ev.total();
+      calibration["budget_seconds"] = budget;
     }
+    // The timing only chose the epoch count: with it fixed the run is deterministic on this
+    // machine and thread count, so this command repeats it to the last digit.
+    std::string repeat = "simclr quickstart --epochs " + std::to_string(epochs);
+    if (!run_dir.empty()) repeat += " --run-dir " + run_dir;
+    for (const std::string& o : overrides) repeat += " --set " + o;
+    std::printf("epochs: %lld (%s); to repeat this run exactly: %s\n", static_cast<long long>(epochs),
+                calibration["epochs_from"].get<std::string>().c_str(), repeat.c_str());
+    calibration["repeat"] = repeat;
     root["train"]["epochs"] = epochs;
     if (root["schedule"]["warmup_epochs"] == embedded["schedule"]["warmup_epochs"])
       root["schedule"]["warmup_epochs"] = 0.05 * static_cast<double>(epochs);  // 5% unless --set
@@ -403,6 +422,7 @@ int simclr_main(int argc, char** argv) {
                     {"eval_seconds", eval_s},
                     {"total_seconds", all_s},
                     {"epochs", cfg.train.epochs},
+                    {"calibration", calibration},
                     {"encoder", p_pre.to_json()},
                     {"random_init", p_rnd.to_json()},
                     {"raw_pixels", p_px.to_json()},
@@ -423,8 +443,13 @@ int simclr_main(int argc, char** argv) {
     std::printf("    random-init encoder   %6.2f%%  (%.2f%%)\n", 100 * p_rnd.linear.top1, 100 * p_rnd.linear.top5);
     std::printf("    raw pixels            %6.2f%%  (%.2f%%)\n", 100 * p_px.linear.top1, 100 * p_px.linear.top5);
     std::printf("  pretraining wall time   %s  (%.0f views/s)\n", fmt_time(tr.seconds).c_str(), tr.views_per_second);
-    std::printf("  evaluation wall time    %s\n", fmt_time(eval_s).c_str());
+    if (calibration.contains("eval_estimate_seconds"))
+      std::printf("  evaluation wall time    %s (estimated before training: %s)\n", fmt_time(eval_s).c_str(),
+                  fmt_time(calibration["eval_estimate_seconds"].get<double>()).c_str());
+    else
+      std::printf("  evaluation wall time    %s\n", fmt_time(eval_s).c_str());
     std::printf("  total wall time         %s\n", fmt_time(all_s).c_str());
+    std::printf("  repeat exactly          %s\n", repeat.c_str());
     std::printf("  run directory           %s (results.json, metrics.jsonl, checkpoints)\n",
                 cfg.train.run_dir.c_str());
     std::string why;

@@ -14,6 +14,7 @@
 #include "engine/autograd.h"
 #include "engine/blas.h"
 #include "models/init.h"
+#include "train/model.h"
 
 namespace simclr {
 
@@ -411,6 +412,48 @@ ProbeReport probe_encoder(ResNet& encoder, const RunConfig& cfg, bool linear, bo
     r.knn = knn_eval(ftr, fte, cfg.eval.knn_k, cfg.eval.knn_temperature);
   }
   return r;
+}
+
+EvalEstimate estimate_eval_seconds(const RunConfig& cfg, int encoders, bool raw_pixels) {
+  EvalEstimate e;
+  std::shared_ptr<Dataset> tr = open_dataset(cfg.data, "train"), te = open_dataset(cfg.data, "test");
+  const int64_t images = tr->size() + te->size();
+  const int64_t batch = std::min<int64_t>(cfg.eval.batch, tr->size());
+  SimclrModel model(cfg.model, nullptr);
+  model.init(cfg.train.seed);
+  ResNet& encoder = *model.encoder;
+  {
+    NoGrad ng;
+    Loader loader(tr, cfg.data, eval_loader_options(cfg.data, batch));
+    double t = 0;
+    for (int k = 0; k < 2 && !loader.done(); k++) {
+      const double t0 = now_s();
+      Batch b = loader.next();
+      (void)encoder.forward(b.views, /*training=*/false);
+      t = now_s() - t0;  // the second batch (the first allocates)
+    }
+    e.features_seconds = encoders * t / static_cast<double>(batch) * static_cast<double>(images);
+  }
+  const int K = std::max(2, tr->num_classes());
+  const int64_t n = tr->size();
+  const int64_t nfit = n - std::max<int64_t>(1, std::llround(cfg.eval.val_fraction * static_cast<double>(n)));
+  const double evals = 1.1 * cfg.eval.max_iter * (static_cast<double>(cfg.eval.l2_grid.size()) + 1.0);
+  auto one_eval = [&](int64_t D) {  // one objective + gradient at nfit x D (synthetic standardised values)
+    std::vector<float> x(static_cast<size_t>(nfit * D));
+    for (size_t i = 0; i < x.size(); i++) x[i] = static_cast<float>((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    std::vector<int64_t> y(static_cast<size_t>(nfit));
+    for (int64_t i = 0; i < nfit; i++) y[i] = i % K;
+    std::vector<double> p(static_cast<size_t>(K * D + K), 0.01), g;
+    const double t0 = now_s();
+    softmax_regression_objective(x.data(), y.data(), nfit, D, K, p, 1e-4, &g);
+    return now_s() - t0;
+  };
+  e.probe_seconds = encoders * evals * one_eval(encoder.feature_dim());
+  if (raw_pixels) {
+    const int64_t pd = static_cast<int64_t>(cfg.data.image_size) * cfg.data.image_size * cfg.data.channels;
+    e.probe_seconds += evals * one_eval(pd);
+  }
+  return e;
 }
 
 ProbeReport probe_pixels(const RunConfig& cfg) {

@@ -93,6 +93,21 @@ ProbeReport probe_encoder(ResNet& encoder, const RunConfig& cfg, bool linear, bo
                           const ProgressFn& progress = {});
 ProbeReport probe_pixels(const RunConfig& cfg);
 
+// What the quickstart's evaluation will cost on this machine, measured before
+// training so that the epoch choice can leave room for it: `encoders` linear
+// probes of an encoder like cfg.model's (feature extraction of the train and
+// test splits, timed on two evaluation batches of this machine, the second
+// counted: a forecast) plus the raw-pixel probe. Each probe's L-BFGS fits are
+// bounded by (grid size + 1) x max_iter x 1.1 evaluations of the objective
+// (the 1.1: line-search retries), each timed once at its size (held-out fit
+// rows x feature dim x classes); most fits stop earlier, so that part is an
+// upper bound.
+struct EvalEstimate {
+  double features_seconds = 0, probe_seconds = 0;
+  double total() const { return features_seconds + probe_seconds; }
+};
+EvalEstimate estimate_eval_seconds(const RunConfig& cfg, int encoders, bool raw_pixels);
+
 // ---- building blocks (exposed for tests)
 // Softmax regression objective and gradient at (W[K,D], b[K]) packed as
 // params = [W row-major, b]; x standardised f32 [n, D]. Returns the objective.

@@ -6,6 +6,7 @@
 #include "models/head.h"
 #include "models/resnet.h"
 #include "optim/optimizer.h"
+#include "train/grad_buckets.h"
 #include "train/run_config.h"
 
 namespace simclr {
@@ -19,6 +20,11 @@ struct SimclrModel {
   // the views to bf16 and z back to f32; weights, gradients, optimiser state, BN
   // running statistics and the loss stay f32). bf16 needs a CUDA device (cuda, emu).
   DType compute_dtype = DType::f32;
+  // Multi-process steps: the gradient all-reduce in buckets of this size, started during
+  // the backward pass (train/grad_buckets.h, train.grad_bucket_mb); 0: one all-reduce
+  // of the whole flat gradient after it. `buckets` is made by the first such step.
+  size_t grad_bucket_bytes = size_t{25} << 20;
+  std::unique_ptr<GradBuckets> buckets;
   SimclrModel(const ResNetConfig& model, const HeadConfig* head_cfg);
   // Deterministic init of every parameter and buffer from seed (on the CPU).
   void init(uint64_t seed);

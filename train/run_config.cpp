@@ -100,6 +100,7 @@ RunConfig parse_run_config(const json& root) {
                "\" is not one of: cudnn, ours");
   tc.deterministic = t.get_bool("deterministic", false);
   tc.cuda_graph = t.get_bool("cuda_graph", false);
+  tc.grad_bucket_mb = t.get_double("grad_bucket_mb", 25.0, 0.0, 1e6);
   t.finish();
   if (c.warmup_epochs < 0) c.warmup_epochs = std::min(10.0, 0.1 * static_cast<double>(tc.epochs));
   SIMCLR_CHECK(c.warmup_epochs <= static_cast<double>(tc.epochs), "config: 'schedule.warmup_epochs' = ", c.warmup_epochs,
@@ -168,7 +169,8 @@ json run_config_to_json(const RunConfig& c) {
                 {"precision", t.precision},
                 {"conv_impl", t.conv_impl},
                 {"deterministic", t.deterministic},
-                {"cuda_graph", t.cuda_graph}};
+                {"cuda_graph", t.cuda_graph},
+                {"grad_bucket_mb", t.grad_bucket_mb}};
   const EvalConfig& e = c.eval;
   j["eval"] = {{"knn_every", e.knn_every},
                {"knn_k", e.knn_k},
@@ -198,7 +200,9 @@ const std::set<std::string>& may_differ() {
   static const std::set<std::string> s = {
       "train.device", "train.threads", "train.run_dir", "train.checkpoint_every", "train.keep_last",
       "train.log_interval", "train.max_steps", "train.profile", "train.precision", "train.conv_impl",
-      "train.deterministic", "train.cuda_graph", "data.workers", "data.prefetch", "data.strict", "model.bn",
+      "train.deterministic", "train.cuda_graph", "train.grad_bucket_mb", "data.workers", "data.prefetch",
+      "data.strict", "model.bn",
+      "data.augment_on",  // the same views on either side
       "eval"};
   return s;
 }

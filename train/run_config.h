@@ -48,6 +48,8 @@ struct TrainConfig {
   std::string conv_impl = "cudnn"; // CUDA convolutions: cudnn | ours (our implicit-GEMM kernels)
   bool deterministic = false;      // CUDA: only deterministic cuDNN engines (bit-identical reruns)
   bool cuda_graph = false;         // cuda/emu: capture the step after warm-up and replay it (train/step.h)
+  double grad_bucket_mb = 25;      // multi-process: gradient all-reduce buckets started during backward
+                                   // (train/grad_buckets.h); 0: one all-reduce after the backward pass
   int threads = 0;              // CPU threads (0: all cores)
   std::string run_dir = "runs/simclr";
   int64_t checkpoint_every = 1; // epochs (0: only at the end)

@@ -29,14 +29,24 @@ Tensor forward_loss(const Tensor& views, SimclrModel& model, double temperature,
 }
 
 // backward -> all-reduce -> the optimiser at its staged lr.
+// Multi-process: the flat gradient summed over the ranks, in buckets started during the
+// backward pass (train/grad_buckets.h), or in one all-reduce after it (grad_bucket_bytes 0).
 void backward_update(const Tensor& loss, SimclrModel& model, Optimizer& optimizer, Communicator* comm) {
-  {
-    OpTimer t("backward (total)");
-    backward(loss);
-  }
-  if (comm != nullptr && comm->size() > 1) {
-    OpTimer t("all_reduce");
-    comm->all_reduce_sum(model.store.grads());
+  const bool reduce = comm != nullptr && comm->size() > 1;
+  if (reduce && model.grad_bucket_bytes > 0) {
+    if (!model.buckets || model.buckets->bucket_bytes() != model.grad_bucket_bytes)
+      model.buckets = std::make_unique<GradBuckets>(model.store, model.grad_bucket_bytes);
+    OpTimer t("backward (total)");  // with the bucket sums it starts (and, on the CPU, runs)
+    model.buckets->backward_and_reduce(loss, *comm);
+  } else {
+    {
+      OpTimer t("backward (total)");
+      backward(loss);
+    }
+    if (reduce) {
+      OpTimer t("all_reduce");
+      comm->all_reduce_sum(model.store.grads());
+    }
   }
   OpTimer t("optimizer");
   optimizer.step_staged();

@@ -331,6 +331,7 @@ void TrainRun::open_data() {
   train_ds_ = open_dataset(cfg_.data, cfg_.data.split);
   LoaderOptions lo = train_loader_options(cfg_.data, tc_.batch, tc_.seed);
   lo.pinned = device_.is_cuda();  // batches copied to the GPU asynchronously (train/feed.h)
+  lo.gpu_augment = augment_on_device(cfg_.data, device_);  // data.augment_on: views made on the device (feed.h)
   lo.shard_rank = comm_->rank();  // train.batch is the global batch: this rank builds its share
   lo.shard_count = comm_->size();
   loader_ = std::make_unique<Loader>(train_ds_, cfg_.data, lo);
@@ -350,7 +351,8 @@ void TrainRun::build_model() {
   model_ = std::make_unique<SimclrModel>(cfg_.model, &cfg_.head);
   model_->init(tc_.seed);
   model_->to(device_);
-  model_->compute_dtype = tc_.precision == "bf16" ? DType::bf16 : DType::f32;  // apply_precision checked the device
+  model_->compute_dtype = tc_.precision == "bf16" ? DType::bf16 : DType::f32;
+  model_->grad_bucket_bytes = static_cast<size_t>(tc_.grad_bucket_mb * (1 << 20));  // apply_precision checked the device
   optim_ = make_optimizer(cfg_.optimizer, model_->store);
   if (device_.runs_cuda_code()) {
     feeder_ = std::make_unique<DeviceFeeder>(device_);
@@ -424,7 +426,9 @@ StepResult TrainRun::step_once(const Batch& batch) {
   if (opt_.callbacks.loss_filter) filter = [this](double loss) { return opt_.callbacks.loss_filter(step, loss); };
   try {
     if (!device_.runs_cuda_code()) return train_step(batch.views, *model_, *optim_, lr_, cfg_.temperature, comm_.get(), filter);
-    const Tensor views = feeder_->put(batch.views);
+    const Tensor views = batch.views.defined()
+                             ? feeder_->put(batch.views)
+                             : feeder_->put_augmented(batch.sources, batch.view_params, batch.augment, DType::f32);
     StepResult r;
     if (captured_) {
       SIMCLR_CHECK(!filter, "train: the loss_filter test seam does not work with train.cuda_graph");

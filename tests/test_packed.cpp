@@ -18,6 +18,7 @@
 #include "data/readers.h"
 #include "helpers.h"
 #include "skip.h"
+#include "tools/cli/finetune_cli.h"
 #include "tools/cli/pack_cli.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
@@ -457,6 +458,13 @@ TEST_CASE("packed: the data config reads it as dataset packed, with the source's
   CHECK(d->channels() == 3);
   CHECK(d->size() == 6);
   CHECK(d->get(5).image.pixels == convert_channels(ims[5], 3).pixels);
+  // simclr eval / finetune --data FILE [--test-data FILE]: detected as packed
+  json root = {{"data", {{"dataset", "fashion-mnist"}, {"subset", 100}}}};
+  apply_transfer_data(root, dir + "/train.simclr", "", dir + "/test.simclr");
+  CHECK(root["data"]["dataset"] == "packed");
+  CHECK(root["data"]["path"] == dir + "/train.simclr");
+  CHECK(root["data"]["test_path"] == dir + "/test.simclr");
+  CHECK(root["data"]["subset"] == 0);
 }
 
 TEST_CASE("packed: training from a packed Fashion-MNIST subset gives exactly the source's losses", "[packed]") {

@@ -122,6 +122,7 @@ class MappedPacked : public PackedDataset {
   }
   ~MappedPacked() override { release(); }
 
+ private:
   void map_and_validate(const PackedOpenOptions& opt) {
     struct stat st {};
     if (::fstat(fd_, &st) != 0) bad("cannot stat: ", std::strerror(errno));
@@ -145,6 +146,7 @@ class MappedPacked : public PackedDataset {
     fd_ = -1;
   }
 
+ public:
   // ---- Dataset
   int64_t size() const override { return static_cast<int64_t>(h_.count); }
   int channels() const override { return channels_; }
@@ -153,9 +155,11 @@ class MappedPacked : public PackedDataset {
   const std::vector<std::string>& class_names() const override { return classes_; }
   std::string describe() const override {
     std::string s = "packed '" + path_ + "' (" + source_kind_ + "): " + std::to_string(h_.count) + " images ";
-    if (h_.flags & kPackedFixedSize) s += std::to_string(hs_[0]) + "x" + std::to_string(ws_[0]) + "x";
-    else s += "of varying size x ";
-    return s + std::to_string(channels_) + ", " + std::to_string(classes_.size()) + " classes";
+    if (h_.flags & kPackedFixedSize)
+      s += std::to_string(hs_[0]) + "x" + std::to_string(ws_[0]) + "x" + std::to_string(channels_);
+    else
+      s += "of varying size, " + std::to_string(channels_) + " channel(s)";
+    return s + ", " + std::to_string(classes_.size()) + " classes";
   }
   Sample get(int64_t i) const override {
     SIMCLR_ASSERT(i >= 0 && i < size());

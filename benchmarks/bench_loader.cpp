@@ -11,6 +11,13 @@
 //   imagenet-like   synthetic 256x256x3 -> 224, the paper's full recipe
 //
 // usage: bench_loader [--batches N] [--batch B] [--max-workers W]
+//
+// --compare SOURCE PACKED [--image-size S] [--light]: a source (anything
+// `simclr pack --from` reads: an image folder of JPEGs, the Fashion-MNIST
+// folder, ...) against its packed copy (simclr pack): open time, get() of
+// every image on one thread (images/s, MB/s), then loader views/s for 0, 1,
+// 2 workers with the source's default recipe (--light: crop + flip only, so
+// the input side dominates) at its default image size (or S).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,8 +25,11 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "data/loader.h"
+#include "data/packed.h"
+#include "tools/cli/pack_cli.h"
 
 using namespace simclr;
 
@@ -76,22 +86,72 @@ void step_costs(int S, int C, int reps) {
   time("normalize", [&] { normalize(img.data(), npix, C, mean, stdv); });
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// bench_loader --compare SOURCE PACKED
+int compare(const std::string& src_path, const std::string& packed_path, int image_size, bool light, int batches,
+            int64_t batch, int max_workers) {
+  std::printf("bench_loader --compare: %s vs %s, hardware threads %u\n", src_path.c_str(), packed_path.c_str(),
+              std::thread::hardware_concurrency());
+  auto t0 = std::chrono::steady_clock::now();
+  PackSource src = open_pack_source(src_path, "", "train", 0, false, "");
+  const double open_src = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  std::shared_ptr<Dataset> packed = open_packed(packed_path, PackedOpenOptions{src.ds->channels(), false});
+  const double open_packed_s = seconds_since(t0);
+  const std::string kind = src.kind == "fashion-mnist" || src.kind == "idx" || src.kind == "cifar10" ||
+                                   src.kind == "cifar100"
+                               ? src.kind
+                               : "image-folder";
+  json j = {{"dataset", kind}, {"channels", src.ds->channels()}};
+  if (image_size > 0) j["image_size"] = image_size;
+  if (light) j["augment"] = {{"jitter_p", 0.0}, {"gray_p", 0.0}, {"blur_p", 0.0}};
+  ConfigObject o(j, "data");
+  DataConfig cfg = parse_data_config(o);
+  std::printf("recipe: %s defaults%s, image size %d\n", kind.c_str(), light ? " with jitter, grey and blur off" : "",
+              cfg.image_size);
+  std::printf("%-8s %9s %12s %10s   %s\n", "dataset", "open s", "get img/s", "get MB/s", "loader views/s by workers");
+  for (auto [name, ds, open_s] : {std::tuple{"source", src.ds, open_src}, std::tuple{"packed", packed, open_packed_s}}) {
+    t0 = std::chrono::steady_clock::now();
+    double bytes = 0;
+    for (int64_t i = 0; i < ds->size(); i++) bytes += static_cast<double>(ds->get(i).image.pixels.size());
+    const double s = seconds_since(t0);
+    std::printf("%-8s %9.3f %12.0f %10.1f  ", name, open_s, ds->size() / s, bytes / s / 1e6);
+    const int64_t b = std::min<int64_t>(batch, ds->size());
+    for (int w = 0; w <= max_workers; w = (w == 0 ? 1 : 2 * w)) {
+      std::printf(" %d: %.0f", w, run(ds, cfg, b, w, batches));
+      std::fflush(stdout);
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  int batches = 20, max_workers = 4;
+  int batches = 20, max_workers = 4, image_size = 0;
   int64_t batch = 256;
+  bool light = false;
+  std::string cmp_src, cmp_packed;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "--batches" && i + 1 < argc) batches = std::atoi(argv[++i]);
+    if (a == "--compare" && i + 2 < argc) cmp_src = argv[++i], cmp_packed = argv[++i];
+    else if (a == "--image-size" && i + 1 < argc) image_size = std::atoi(argv[++i]);
+    else if (a == "--light") light = true;
+    else if (a == "--batches" && i + 1 < argc) batches = std::atoi(argv[++i]);
     else if (a == "--batch" && i + 1 < argc) batch = std::atoll(argv[++i]);
     else if (a == "--max-workers" && i + 1 < argc) max_workers = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench_loader [--batches N (20)] [--batch B (256)] [--max-workers W (4)]\n");
+      std::fprintf(stderr, "usage: bench_loader [--batches N (20)] [--batch B (256)] [--max-workers W (4)]\n"
+                           "       bench_loader --compare SOURCE PACKED [--image-size S] [--light] [--batches N] ...\n");
       return 2;
     }
   }
   try {
+    if (!cmp_src.empty()) return compare(cmp_src, cmp_packed, image_size, light, batches, batch, max_workers);
     std::printf("bench_loader: %d batches of %lld images (2 views each) per run, hardware threads %u\n", batches,
                 static_cast<long long>(batch), std::thread::hardware_concurrency());
     std::printf("%-15s %8s %14s %10s\n", "setting", "workers", "views/s", "vs 0");

@@ -8,7 +8,7 @@
 # kept in $BUILD_DIR/findings/<target>/ and makes the exit status 1.
 #
 #   benchmarks/fuzz.sh [RUNS] [TARGET ...]     RUNS default 100000; targets:
-#       config idx cifar image npy safetensors checkpoint (default: all)
+#       config idx cifar image npy safetensors checkpoint packed (default: all)
 #   env: BUILD_DIR (default build-fuzz), CXX (default clang++), JOBS (default 2),
 #        FUZZ_FLAGS (extra libFuzzer flags, e.g. -max_total_time=60)
 # Reproduce a finding: $BUILD_DIR/fuzz_<target> $BUILD_DIR/findings/<target>/crash-...
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-100000}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(config idx cifar image npy safetensors checkpoint)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(config idx cifar image npy safetensors checkpoint packed)
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
 CXX_BIN=${CXX:-clang++}
 CC_BIN=${CXX_BIN/clang++/clang}

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include "data/packed.h"
+
 namespace fs = std::filesystem;
 
 namespace simclr {
@@ -109,9 +111,17 @@ void need_file(const std::string& key, const std::string& p) {
 DataConfig parse_data_config(ConfigObject& obj) {
   DataConfig c;
   c.dataset = obj.get_choice("dataset", "fashion-mnist",
-                             {"fashion-mnist", "idx", "image-folder", "flat-folder", "cifar10", "cifar100"});
+                             {"fashion-mnist", "idx", "image-folder", "flat-folder", "cifar10", "cifar100", "packed"});
+  // "format": "packed" (the spelling of issue 15) is the same as "dataset": "packed"
+  if (obj.get_choice("format", "", {"", "packed"}) == "packed") {
+    SIMCLR_CHECK(!obj.has("dataset") || c.dataset == "packed", "config: 'data.format' is \"packed\" but 'data.dataset' is \"",
+                 c.dataset, "\" (a packed file is read as dataset \"packed\")");
+    c.dataset = "packed";
+  }
+  // packed: the defaults of the dataset it was packed from (recorded in the file)
   DatasetDefaults d = defaults_for(c.dataset);
   c.path = obj.get_string("path", d.path);
+  if (c.dataset == "packed") d = defaults_for(packed_source_kind(c.path));
   c.test_path = obj.get_string("test_path", "");
   c.images = obj.get_string("images", "");
   c.labels = obj.get_string("labels", "");
@@ -180,6 +190,7 @@ bool has_split(const DataConfig& c, const std::string& split) {
   if (c.dataset == "image-folder") return !c.test_path.empty();
   if (c.dataset == "flat-folder") return false;
   if (c.dataset == "idx") return !c.test_images.empty();
+  if (c.dataset == "packed") return !c.test_path.empty();
   return true;  // fashion-mnist, cifar10, cifar100
 }
 
@@ -223,6 +234,14 @@ void check_data_paths(const DataConfig& c, const std::string& split) {
   } else if (d == "flat-folder") {
     SIMCLR_CHECK(!test, "dataset flat-folder has no test split (no labels)");
     need_dir("path", c.path);
+  } else if (d == "packed") {
+    if (test) {
+      SIMCLR_CHECK(!c.test_path.empty(), "config: 'data.test_path' (a second packed file) is required for the test "
+                   "split of dataset packed");
+      need_file("test_path", c.test_path);
+    } else {
+      need_file("path", c.path);
+    }
   } else {  // cifar10, cifar100
     need_dir("path", c.path);
     for (const std::string& f : cifar_batch_files(c.path, split, d == "cifar100")) {
@@ -251,6 +270,10 @@ std::shared_ptr<Dataset> open_dataset(const DataConfig& c, const std::string& sp
     ds = open_cifar10(c.path, split, c.channels);
   } else if (d == "cifar100") {
     ds = open_cifar100(c.path, split, c.channels);
+  } else if (d == "packed") {
+    PackedOpenOptions po;
+    po.channels = c.channels;
+    ds = open_packed(split == "test" ? c.test_path : c.path, po);
   } else {
     fail("unknown dataset '", d, "'");
   }
@@ -261,6 +284,11 @@ std::shared_ptr<Dataset> open_dataset(const DataConfig& c, const std::string& sp
 std::shared_ptr<Dataset> open_dataset_path(const std::string& path, int channels, bool strict) {
   std::error_code ec;
   SIMCLR_CHECK(fs::exists(path, ec), "'", path, "' does not exist");
+  if (!fs::is_directory(path, ec) && is_packed_file(path)) {
+    PackedOpenOptions po;
+    po.channels = channels;
+    return open_packed(path, po);
+  }
   if (!fs::is_directory(path, ec)) return open_idx(path, "", channels, {}, "idx");
   for (bool hundred : {false, true}) {
     std::vector<std::string> f = cifar_batch_files(path, "train", hundred);

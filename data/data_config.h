@@ -1,9 +1,10 @@
 // data/data_config.h - the `data` section of a run config.
 //
 //   "data": {
-//     "dataset": "fashion-mnist",   fashion-mnist | idx | image-folder | flat-folder | cifar10 | cifar100
-//     "path": "...",                folder of the dataset (see below)
-//     "test_path": "",              image-folder: root of the test split (optional)
+//     "dataset": "fashion-mnist",   fashion-mnist | idx | image-folder | flat-folder | cifar10 | cifar100 | packed
+//     "format": "packed",           optional, the same as "dataset": "packed"
+//     "path": "...",                folder of the dataset (see below); packed: the file
+//     "test_path": "",              image-folder: root of the test split; packed: the test file (optional)
 //     "images": "", "labels": "",   idx: train files (raw or .gz)
 //     "test_images": "", "test_labels": "",   idx: test files (optional)
 //     "split": "train",             split used for pretraining: train | test
@@ -24,7 +25,9 @@
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (default
 // /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist);
 // cifar10/cifar100: the folder of the *.bin batches; image-folder: the root of
-// root/<class>/<image> (train split); flat-folder: the folder of images.
+// root/<class>/<image> (train split); flat-folder: the folder of images;
+// packed: a file of `simclr pack` (data/packed.h), whose recorded source
+// kind picks the per-dataset defaults.
 // docs/data.md lists every key with its range.
 #pragma once
 #include <memory>
@@ -86,8 +89,8 @@ std::shared_ptr<Dataset> open_dataset(const DataConfig& c, const std::string& sp
 
 // Opens a dataset from one path, guessing the format: a folder with class
 // subfolders -> image-folder; a folder of images -> flat-folder; a folder of
-// CIFAR batches -> cifar10/cifar100 (train split); an IDX images file (raw or
-// .gz) -> idx without labels. For `simclr embed --data`.
+// CIFAR batches -> cifar10/cifar100 (train split); a packed file (by its
+// magic) -> packed; an IDX images file (raw or .gz) -> idx without labels. For `simclr embed --data`.
 std::shared_ptr<Dataset> open_dataset_path(const std::string& path, int channels, bool strict);
 
 }  // namespace simclr

@@ -17,7 +17,7 @@ if(SIMCLR_CLANGXX)
     set(_fuzz_ok ON)
   endif()
 endif()
-set(_name "script: fuzz targets (config, IDX, CIFAR, images, npy, safetensors, checkpoint), ${SIMCLR_FUZZ_RUNS} runs each under ASan+UBSan")
+set(_name "script: fuzz targets (config, IDX, CIFAR, images, npy, safetensors, checkpoint, packed), ${SIMCLR_FUZZ_RUNS} runs each under ASan+UBSan")
 if(_fuzz_ok)
   add_test(NAME "${_name}" COMMAND ${CMAKE_COMMAND} -E env BUILD_DIR=${CMAKE_BINARY_DIR}/fuzz CXX=${SIMCLR_CLANGXX} JOBS=2
                                    ${CMAKE_SOURCE_DIR}/benchmarks/fuzz.sh ${SIMCLR_FUZZ_RUNS})

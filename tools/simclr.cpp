@@ -6,6 +6,7 @@
 //   simclr embed --weights W --data D --out features.npy [...]  (tools/cli/embed_cli.h, train/embed.h)
 //   simclr report RUN_DIR [--out DIR]                           (tools/cli/report_cli.h)
 //   simclr finetune <checkpoint|run dir|export> [--fraction F]  (tools/cli/finetune_cli.h, train/finetune.h)
+//   simclr pack --from SRC --out data.simclr / simclr info FILE  (tools/cli/pack_cli.h, data/packed.h)
 //   simclr version
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/cli/pack_cli.h"
 #include "tools/cli/preview_cli.h"
 #include "tools/cli/report_cli.h"
 #include "tools/cli/finetune_cli.h"
@@ -101,6 +103,14 @@ static const char* kUsage =
     "      IDX file, CIFAR folder, packed .npy), preprocessed as in training; FILE is\n"
     "      an exported encoder or a checkpoint. simclr embed --help for details.\n"
     "\n"
+    "  pack --from SOURCE --out data.simclr [--max-side 256] [--threads N] [--force]\n"
+    "      One packed file of raw uint8 pixels, labels and class names (image folder,\n"
+    "      IDX, CIFAR or Fashion-MNIST folder in; docs/data.md), memory-mapped in\n"
+    "      training as data.dataset \"packed\". simclr pack --help for details.\n"
+    "\n"
+    "  info FILE [--verify]\n"
+    "      What a packed file holds and its checksum status (--verify: every chunk).\n"
+    "\n"
     "  version                    engine version, commit, BLAS and CUDA status\n"
     "\n"
     "Exit status: 0 on success, 1 on any error (the message names the problem).\n";
@@ -162,6 +172,8 @@ int simclr_main(int argc, char** argv) {
     if (cmd == "report") return cmd_report(argc - 1, argv + 1);
     if (cmd == "finetune") return cmd_finetune(argc - 1, argv + 1);
     if (cmd == "embed") return cmd_embed(argc - 1, argv + 1);
+    if (cmd == "pack") return cmd_pack(argc - 1, argv + 1);
+    if (cmd == "info") return cmd_info(argc - 1, argv + 1);
     if (cmd == "version" || cmd == "--version") {
       std::printf("simclr %s (commit %s)\nBLAS: %s\n", SIMCLR_VERSION, SIMCLR_GIT_COMMIT, blas_info().c_str());
       std::printf("CUDA: %s\n", cuda_available() ? "available" : cuda_unavailable_reason().c_str());

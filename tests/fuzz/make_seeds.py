@@ -48,6 +48,37 @@ def npy(descr, shape, payload):
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + payload
 
 
+def packed(images, channels, labels, classes, source, chunk=64):
+    """A simclr packed file (data/packed.h, docs/data.md): images = [(h, w, bytes)]."""
+    pix = b"".join(b for _, _, b in images)
+    crcs = [zlib.crc32(pix[i:i + chunk]) & 0xFFFFFFFF for i in range(0, len(pix), chunk)]
+    tables_offset = 128 + len(pix) + (-(128 + len(pix))) % 64
+    index, off = b"", 0
+    for h, w, b in images:
+        index += struct.pack("<QII", off, h, w)
+        off += len(b)
+    t = index
+    labels_offset = 0
+    if labels is not None:
+        labels_offset = tables_offset + len(t)
+        t += struct.pack("<%di" % len(labels), *labels)
+        t += b"\0" * ((-len(t)) % 8)
+    strings_offset = tables_offset + len(t)
+    strs = b"".join(struct.pack("<I", len(x.encode())) + x.encode() for x in [source, "seed"] + classes)
+    t += strs + b"\0" * ((-len(strs)) % 8)
+    checksums_offset = tables_offset + len(t)
+    t += struct.pack("<%dI" % len(crcs), *crcs)
+    fixed = len(set((h, w) for h, w, _ in images)) == 1
+    flags = (1 if labels is not None else 0) | (2 if fixed else 0)
+    hdr = b"SIMCLRPK" + struct.pack("<IIQIIIIII", 1, 128, len(images), channels, flags, chunk, len(classes), 0, 0)
+    hdr += struct.pack("<QQQQQQQQQ", len(pix), tables_offset, tables_offset, labels_offset, strings_offset,
+                       len(strs), checksums_offset, len(crcs), tables_offset + len(t))
+    hdr += struct.pack("<I", zlib.crc32(t) & 0xFFFFFFFF)
+    hdr += struct.pack("<I", zlib.crc32(hdr) & 0xFFFFFFFF)
+    assert len(hdr) == 128
+    return hdr + pix + b"\0" * (tables_offset - 128 - len(pix)) + t
+
+
 def main():
     # config: a complete small run config and a minimal one
     out("config", "small.json", json.dumps({
@@ -80,6 +111,11 @@ def main():
         out("image", "rgb.jpg", b"\1" + b.getvalue())
     except ImportError:
         pass
+    # packed: selector byte (0: CRCs recomputed by the target, 3: kept; channels), then the file
+    grey = [(3, 4, bytes((i * 9) % 256 for i in range(12))), (3, 4, bytes(range(12))), (3, 4, bytes(12))]
+    out("packed", "grey-labelled", b"\0" + packed(grey, 1, [0, 1, 1], ["a", "b"], "idx"))
+    rgb = [(2, 3, bytes(range(18))), (5, 1, bytes(range(100, 115)))]
+    out("packed", "rgb-unlabelled-raw-crc", b"\3" + packed(rgb, 3, None, [], "image-folder", chunk=16))
     # npy
     out("npy", "f32.npy", npy("<f4", (2, 3), struct.pack("<6f", *range(6))))
     out("npy", "u8.npy", npy("|u1", (2, 2, 2), bytes(range(8))))

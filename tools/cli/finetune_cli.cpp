@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/data_config.h"
+#include "data/packed.h"
 #include "engine/check.h"
 #include "engine/json_config.h"
 #include "train/checkpoint.h"
@@ -35,7 +36,7 @@ void apply_transfer_data(json& root, const std::string& data, const std::string&
         bins |= e.path().extension() == ".bin";
         ubyte |= n.find("-ubyte") != std::string::npos;
       }
-    kind = ubyte ? "fashion-mnist" : bins ? "cifar10" : subdirs ? "image-folder" : "";
+    kind = ubyte ? "fashion-mnist" : bins ? "cifar10" : subdirs ? "image-folder" : is_packed_file(data) ? "packed" : "";
     SIMCLR_CHECK(!kind.empty(), "--data '", data, "': cannot tell its kind (a folder of class folders, CIFAR *.bin "
                  "batches or Fashion-MNIST *-ubyte files): give --dataset");
   }
@@ -44,7 +45,7 @@ void apply_transfer_data(json& root, const std::string& data, const std::string&
   d["dataset"] = kind;
   d["subset"] = 0;
   if (!test_data.empty()) {
-    SIMCLR_CHECK(kind == "image-folder", "--test-data is for image-folder datasets (", kind,
+    SIMCLR_CHECK(kind == "image-folder" || kind == "packed", "--test-data is for image-folder and packed datasets (", kind,
                  " has its own test files)");
     d["test_path"] = test_data;
   }

@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
     else if (a == "--max-workers" && i + 1 < argc) max_workers = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr, "usage: bench_loader [--batches N (20)] [--batch B (256)] [--max-workers W (4)]\n");
-      return 2;
+      return 1;  // every tool and benchmark: 1 for any error (docs/checkpoint.md, "Exit status")
     }
   }
   try {

@@ -564,7 +564,7 @@ def main():
     check(rc == 0, "11: a float that differs in the last bit only (a derived value) does not block a resume",
           "status %d: %s" % (rc, (out + err)[-500:]))
     rc, out, err = train(d, "--resume", "--set", "schedule.warmup_epochs=0.30000000000000004")
-    check(rc == 1 and "(1 in the checkpoint, 0.3 now)" in err and "--set" in err,
+    check(rc == 1 and "(1.0 in the checkpoint, 0.3 now)" in err and "--set" in err,
           "11: a real difference is shown with readable numbers and what to do",
           "status %d: %s" % (rc, (out + err)[-500:]))
 

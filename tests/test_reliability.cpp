@@ -481,7 +481,15 @@ TEST_CASE("reliability: a resume's config check ignores last-bit float noise and
   CHECK(config_mismatch(a, b).empty());
   const json c = {{"schedule", {{"warmup_epochs", 1.0}}}};
   const std::string m = config_mismatch(c, b);
-  CHECK(m == "schedule.warmup_epochs (1 in the checkpoint, 0.3 now)");  // was 0.30000000000000004
+  CHECK(m == "schedule.warmup_epochs (1.0 in the checkpoint, 0.3 now)");  // was 0.30000000000000004
   CHECK(config_mismatch(json{{"train", {{"batch", 256}}}}, json{{"train", {{"batch", 128}}}}) ==
         "train.batch (256 in the checkpoint, 128 now)");
+}
+
+TEST_CASE("reliability: a null config value is an error naming the key, not the default", "[reliability][config]") {
+  json j = quickstart_config();
+  j["train"]["epochs"] = nullptr;
+  CHECK_THROWS_WITH(parse_run_config(j), Catch::Contains("'train.epochs' is null") && Catch::Contains("remove the key"));
+  j["train"].erase("epochs");
+  CHECK(parse_run_config(j).train.epochs == 100);  // absent: the default
 }

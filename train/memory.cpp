@@ -47,8 +47,10 @@ std::string fmt_bytes(double b) {
     std::snprintf(buf, sizeof buf, "%.1f TB", b / 1e12);
   else if (b >= 1e9)
     std::snprintf(buf, sizeof buf, "%.1f GB", b / 1e9);
-  else
+  else if (b >= 1e6)
     std::snprintf(buf, sizeof buf, "%.0f MB", b / 1e6);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f kB", b / 1e3);
   return buf;
 }
 

@@ -209,7 +209,9 @@ std::string shown(const json& v) {
   if (!v.is_number_float()) return v.dump();
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.12g", v.get<double>());
-  return buf;
+  std::string r = buf;
+  if (r.find_first_of(".en") == std::string::npos) r += ".0";  // still a float: 2.0, not 2
+  return r;
 }
 std::string first_mismatch(const json& a, const json& b, const std::string& path) {
   if (may_differ().count(path)) return "";

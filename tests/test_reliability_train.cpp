@@ -193,7 +193,7 @@ TEST_CASE("reliability: a run that cannot fit in memory is refused with the esti
     CHECK_THAT(err, Catch::Contains("this run needs about") && Catch::Contains("available") &&
                         Catch::Contains("--set data.image_size="));
     CHECK(steps == 0);
-    CHECK(list_checkpoints(cfg.train.run_dir).empty());
+    CHECK_FALSE(fs::exists(cfg.train.run_dir));  // refused before the run directory, the data and the loader
   }
   SECTION("a 65536-wide head: the parameters alone do not fit (nothing allocated to find out)") {
     j["head"]["hidden"] = 65536;
@@ -229,7 +229,7 @@ TEST_CASE("reliability: a run that cannot fit in memory is refused with the esti
 }
 
 // ---------------------------------------------------------------- item 10
-TEST_CASE("reliability: a kNN bank smaller than k reports the k used; one class is an error, not 100%",
+TEST_CASE("reliability: a kNN bank smaller than k reports the k used, and one class is an error, not 100%",
           "[reliability][eval]") {
   const FeatureSet bank = features({0, 1, 2, 3, 0, 1, 2, 3, 0, 1}, 8, 1), test = features({0, 1, 2, 3}, 8, 2);
   const KnnResult r = knn_eval(bank, test, 200, 0.1);

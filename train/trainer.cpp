@@ -277,12 +277,15 @@ TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
   const int threads = set_compute_threads(tc_.threads);
   tune_host_allocator();
   resolved_ = run_config_to_json(cfg_);
-  open_run_dir();
-  open_data();
-  if (!device_.is_cuda()) {  // host memory (the CPU, the emulated device): refuse what cannot fit (train/memory.h)
+  // Host memory (the CPU, the emulated device): refuse what cannot fit before
+  // anything is allocated or written: the run directory, the data, the
+  // loader's workers (train/memory.h).
+  if (!device_.is_cuda()) {
     const std::string n = check_train_memory(cfg_, std::max<int64_t>(1, tc_.batch / comm_->size()));
     if (!n.empty()) log_.say("note: %s\n", n.c_str());
   }
+  open_run_dir();
+  open_data();
   build_model();
   if (!ck_path_.empty())
     resume_from_checkpoint();

@@ -1,6 +1,6 @@
 #!/bin/bash
 # tests/fuzz/sanitize.sh - builds sanitize_tests (tests/fuzz/CMakeLists.txt: a
-# chosen subset of the unit and kernel-emulator tests, clang -O1 with ASan +
+# chosen subset of the unit tests, clang -O1 with ASan +
 # UBSan, no nvcc) in the fuzz build directory, reusing the fuzz targets'
 # instrumented reader objects, and runs it. Any sanitizer report stops the
 # test binary with a non-zero status (UBSan: -fno-sanitize-recover=all and
@@ -25,7 +25,7 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
     > "$BUILD_DIR.configure.log" 2>&1 || { cat "$BUILD_DIR.configure.log"; exit 1; }
 fi
 if ! cmake --build "$BUILD_DIR" --target help 2> /dev/null | grep -qw sanitize_tests; then
-  echo "SKIPPED: sanitize_tests is not configured (needs Catch2, Boost.Context and the CUDA toolkit's headers)"
+  echo "SKIPPED: sanitize_tests is not configured (needs Catch2)"
   exit 0
 fi
 start=$(date +%s)
@@ -33,9 +33,8 @@ cmake --build "$BUILD_DIR" -j"$JOBS" --target sanitize_tests > "$BUILD_DIR/sanit
   { tail -40 "$BUILD_DIR/sanitize_build.log"; exit 1; }
 built=$(date +%s)
 echo "sanitize_tests built in $((built - start)) s"
-# the readers, checkpoints, files and locks, tensors and autograd, the op table,
-# the emulator's own tests and the emulated NT-Xent / LARS / table kernels
-SAN_TAGS=${SAN_TAGS:-"[reliability],[checkpoint],[data],[tensor],[autograd],[npy],[param],[config],[ops],[optable],[emu]"}
+# the readers, checkpoints, files and locks, tensors and autograd, the op table
+SAN_TAGS=${SAN_TAGS:-"[reliability],[checkpoint],[data],[tensor],[autograd],[npy],[param],[config],[ops],[optable]"}
 [ $# -gt 0 ] && SAN_TAGS="$*"
 mkdir -p "$BUILD_DIR/test_tmp"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=0:print_summary=1}

@@ -21,7 +21,7 @@ set(_name "script: fuzz targets (config, IDX, CIFAR, images, npy, safetensors, c
 # The sanitizer build (tests/fuzz/sanitize.sh): a subset of the unit and
 # emulator tests under ASan + UBSan, in the same build directory (it reuses
 # the fuzz targets' instrumented reader objects), so the two never run at once.
-set(_san "script: sanitizers: ASan+UBSan build of the unit and emulator test subset (readers, checkpoint, tensors, op table, emulator)")
+set(_san "script: sanitizers: ASan+UBSan build of a unit-test subset (readers, checkpoint, files, tensors, autograd, op table)")
 if(_fuzz_ok)
   add_test(NAME "${_name}" COMMAND ${CMAKE_COMMAND} -E env BUILD_DIR=${CMAKE_BINARY_DIR}/fuzz CXX=${SIMCLR_CLANGXX} JOBS=2
                                    ${CMAKE_SOURCE_DIR}/benchmarks/fuzz.sh ${SIMCLR_FUZZ_RUNS})

@@ -214,6 +214,6 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 2;
+    return 1;  // every tool and benchmark: 1 for any error (docs/checkpoint.md, "Exit status")
   }
 }

@@ -147,7 +147,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr, "usage: bench_loader [--batches N (20)] [--batch B (256)] [--max-workers W (4)]\n"
                            "       bench_loader --compare SOURCE PACKED [--image-size S] [--light] [--batches N] ...\n");
-      return 2;
+      return 1;  // every tool and benchmark: 1 for any error (docs/checkpoint.md, "Exit status")
     }
   }
   try {

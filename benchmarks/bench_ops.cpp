@@ -89,12 +89,12 @@ int main(int argc, char** argv) {
       reps = std::atoi(argv[++i]);
     } else {
       std::fprintf(stderr, "usage: bench_ops [--batch N (512)] [--reps R (5)]\n");
-      return 2;
+      return 1;  // every tool and benchmark: 1 for any error (docs/checkpoint.md, "Exit status")
     }
   }
   if (batch < 1 || reps < 1) {
     std::fprintf(stderr, "error: --batch and --reps must be >= 1\n");
-    return 2;
+    return 1;  // every tool and benchmark: 1 for any error (docs/checkpoint.md, "Exit status")
   }
   std::printf("conv2d f32 CPU reference, batch %lld, %d OpenMP threads, BLAS: %s\n",
               static_cast<long long>(batch), omp_get_max_threads(), blas_info().c_str());

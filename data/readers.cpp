@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -202,10 +203,19 @@ bool decode_image(const uint8_t* data, size_t bytes, int channels, Image* out, s
   }
   uint8_t* px = stbi_load_from_memory(data, static_cast<int>(bytes), &w, &h, &n, 0);
   if (!px) {
-    const char* r = stbi_failure_reason();
-    // stb tries each format in turn: name the one the file claims to be
-    *why = std::string(format ? std::string("corrupt or truncated ") + format + ": " : "") +
-           (r ? r : "unknown decoder error");
+    std::string r = stbi_failure_reason() ? stbi_failure_reason() : "unknown decoder error";
+    // stb tries each format in turn, and a file its own decoder gave up on
+    // ends with another format's complaint (a truncated JPEG: "bad png sig"):
+    // name the format the file claims to be, and not the other one's message.
+    if (format) {
+      std::string lower;
+      for (char c : r) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::string mine;
+      for (const char* c = format; *c; c++) mine += static_cast<char>(std::tolower(static_cast<unsigned char>(*c)));
+      for (const char* other : {"png", "bmp", "gif", "psd", "pic", "pnm", "hdr", "tga", "unknown image type"})
+        if (lower.find(other) != std::string::npos && mine != other) r = "its data end early or are corrupt";
+    }
+    *why = std::string(format ? std::string("corrupt or truncated ") + format + ": " : "") + r;
     return false;
   }
   // n: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA. Alpha is dropped.

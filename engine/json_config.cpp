@@ -31,7 +31,15 @@ ConfigObject::ConfigObject(const json& j, std::string path) : j_(j.is_null() ? j
   SIMCLR_CHECK(j_.is_object(), "config: '", path_.empty() ? "<root>" : path_, "' must be an object, got ", show(j_));
 }
 
-bool ConfigObject::has(const std::string& key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+bool ConfigObject::has(const std::string& key) const {
+  if (!j_.contains(key)) return false;
+  // null is not "the default": a key written as null is a mistake (a template's
+  // placeholder, a generator's missing value), and silently training with the
+  // default is the wrong guess
+  SIMCLR_CHECK(!j_.at(key).is_null(), "config: '", path_of(key), "' is null: give it a value, or remove the key to "
+               "use its default (docs/config.md)");
+  return true;
+}
 
 std::string ConfigObject::path_of(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
 

@@ -2,7 +2,9 @@
 # (tests/reliability_check.py: resume past bad checkpoints and rotation,
 # crafted checkpoint headers, safe outputs, the run-directory lock, checked
 # writes, the epoch loss after a mid-epoch resume, SIGHUP and leftover
-# temporaries; pure Python, about 20 s). Included by tests/CMakeLists.txt.
+# temporaries, runs too large for the memory, a failing kNN monitor after
+# its checkpoint, the notes and errors of items 10 and 11; pure Python,
+# about 70 s). Included by tests/CMakeLists.txt.
 include(${CMAKE_CURRENT_LIST_DIR}/scripts/python_test.cmake)
 if(TARGET simclr AND TARGET export_encoder)
   set(_bench -)

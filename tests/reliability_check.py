@@ -29,7 +29,17 @@ script exits 1 at the end (so one run shows every item that fails):
       uninterrupted run's;
   9.  SIGHUP stops like SIGTERM (checkpoint, status 129); temporaries left by
       a killed write are removed at the next start;
-  10/11. bench_ntxent --z with a NaN is an error, with exit status 1.
+  10/11. bench_ntxent --z with a NaN is an error, with exit status 1;
+  7.  data.image_size=4096 and a 65536-wide head are refused before the first
+      step with the estimate and a suggestion; bench_ntxent --n 100000000 is a
+      clear out-of-memory error;
+  6.  a kNN monitor failing at an undecodable test image leaves the epoch's
+      checkpoint; eval.linear_at_end on unlabelled data fails before step 1;
+  10. notes for train.max_steps skipping the final probe, data.subset beyond
+      the dataset, eval.knn_k beyond the bank; a one-class probe is an error;
+      bench_ntxent --n 2 --check prints no NaN;
+  11. last-bit float differences do not block a resume; real ones are shown
+      readably with what to do.
 """
 import json
 import os
@@ -450,6 +460,113 @@ def main():
     pr.finish()
     check(not os.path.exists(leftover) and "removed" in pr.text(),
           "9: a temporary left by a killed write is removed at the next start (and named)", pr.text()[-400:])
+
+    # ---- 7: a run that cannot fit in memory is refused before its first step (it used to be OOM-killed)
+    for what, sets, expect in [("data.image_size=4096", ["data.image_size=4096"], "--set data.image_size="),
+                               ("a 65536-wide head", ["head.hidden=65536", "head.out=65536"], "head.hidden")]:
+        d = os.path.join(scratch, "7-" + sets[0].split("=")[0])
+        args = []
+        for x in sets:
+            args += ["--set", x]
+        t = time.time()
+        rc, out, err = train(d, *args)
+        check(rc == 1 and "this run needs about" in err and "available" in err and expect in err
+              and " step 1/" not in out and time.time() - t < 30,
+              "7: %s is refused before the first step with the estimate and '%s'" % (what, expect),
+              "status %d after %.1f s: %s" % (rc, time.time() - t, (out + err)[-700:]))
+    if bench != "-":
+        rc, out, err = run([bench, "--n", "100000000", "--device", "cpu"])
+        check(rc == 1 and "out of" in err and "memory" in err and "allocat" in err,
+              "7: bench_ntxent --n 100000000 is a clear out-of-memory error, not an abort",
+              "status %d: %s" % (rc, (out + err)[-500:]))
+
+    # ---- 6: a kNN monitor that fails (an undecodable test image, found only when it is read)
+    # loses nothing: the epoch's checkpoint is written before the kNN runs
+    def png(path, w, h, seed):
+        raw = b"".join(b"\0" + bytes((seed * 31 + x * 7 + y * 13) % 256 for x in range(w)) for y in range(h))
+        def chunk(t, b):
+            return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xFFFFFFFF)
+        with open(path, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    folder = os.path.join(scratch, "folder")
+    for split, count in (("train", 16), ("test", 8)):
+        for c in ("a", "b"):
+            os.makedirs(os.path.join(folder, split, c))
+            for i in range(count):
+                png(os.path.join(folder, split, c, "%d.png" % i), 16, 16, i + (50 if c == "b" else 0))
+    with open(os.path.join(folder, "test", "b", "7.png"), "r+b") as f:  # a valid header, the pixel data cut
+        f.truncate(60)
+    with open(cfg) as f:
+        jf = json.load(f)
+    jf["data"] = {"dataset": "image-folder", "path": os.path.join(folder, "train"),
+                  "test_path": os.path.join(folder, "test"), "strict": True, "channels": 1, "image_size": 16,
+                  "mean": [0.5], "std": [0.25], "workers": 1}
+    jf["train"]["batch"] = 8
+    jf["eval"]["knn_every"] = 1
+    cfgf = os.path.join(scratch, "run-folder.json")
+    with open(cfgf, "w") as f:
+        json.dump(jf, f)
+    d = os.path.join(scratch, "6-knn")
+    rc, out, err = train(d, conf=cfgf)
+    check(rc == 1 and "7.png" in err and ckpts(d) == [name(4)] and verifies(os.path.join(d, name(4))),
+          "6: a kNN monitor that fails after epoch 1 leaves epoch 1's checkpoint (written before the kNN)",
+          "status %d, checkpoints %s: %s" % (rc, ckpts(d) if os.path.isdir(d) else "-", (out + err)[-600:]))
+
+    # ---- 6: a final linear probe that cannot run (no labels) is found before the first step
+    with open(cfg) as f:
+        ju = json.load(f)
+    ju["data"]["images"], ju["data"]["labels"] = images8, ""
+    ju["eval"]["linear_at_end"] = True
+    cfgu = os.path.join(scratch, "run-unlabelled.json")
+    with open(cfgu, "w") as f:
+        json.dump(ju, f)
+    d = os.path.join(scratch, "6-nolabels")
+    rc, out, err = train(d, conf=cfgu)
+    check(rc == 1 and "eval.linear_at_end" in err and "no labels" in err and " step 1/" not in out,
+          "6: eval.linear_at_end on an unlabelled train split fails before the first step (not after pretraining)",
+          "status %d: %s" % (rc, (out + err)[-500:]))
+
+    # ---- 10: silent acceptance becomes a note or an error
+    d = os.path.join(scratch, "10-notes")
+    rc, out, err = train(d, "--set", "train.max_steps=2", "--set", "eval.linear_at_end=true",
+                         "--set", "data.subset=1000")
+    check(rc == 0 and "no final linear evaluation" in out and "data.subset = 1000 is larger than the dataset" in out,
+          "10: train.max_steps skipping the final probe and a subset larger than the dataset are noted",
+          "status %d: %s" % (rc, (out + err)[-600:]))
+    d = os.path.join(scratch, "10-knn")
+    rc, out, err = train(d, "--set", "train.epochs=1", "--set", "eval.knn_every=1", "--set", "eval.knn_k=500")
+    knn_lines = []
+    if os.path.exists(os.path.join(d, "metrics.jsonl")):
+        with open(os.path.join(d, "metrics.jsonl")) as f:
+            knn_lines = [json.loads(l) for l in f if '"knn"' in l]
+    check(rc == 0 and "k = 64 is used" in out and knn_lines and knn_lines[0]["k"] == 64,
+          "10: a kNN k larger than the bank is noted and the k used is recorded",
+          "status %d, %s: %s" % (rc, knn_lines, (out + err)[-600:]))
+    one = os.path.join(scratch, "one-class-labels")
+    write_idx(one, [0] * n, [n])
+    d = os.path.join(scratch, "10-one-class")
+    rc, out, err = train(d, "--set", "data.labels=" + one, "--set", "data.test_labels=" + one,
+                         "--set", "eval.knn_every=1")
+    check(rc == 1 and "one class" in err and " step 1/" not in out,
+          "10: a one-class kNN monitor / probe is an error before the first step, not 100%",
+          "status %d: %s" % (rc, (out + err)[-500:]))
+    if bench != "-":
+        rc, out, err = run([bench, "--n", "2", "--check", "--device", "cpu", "--d", "8"])
+        check("nan" not in out.lower(), "10: bench_ntxent --n 2 --check reports no NaN relative error",
+              "status %d: %s" % (rc, (out + err)[-600:]))
+
+    # ---- 11: a resume blocked by float noise in a derived key; the message says what to do
+    d = os.path.join(scratch, "11")
+    shutil.copytree(base, d)
+    rc, out, err = train(d, "--resume", "--set", "schedule.warmup_epochs=1.0000000000000002", "--set",
+                         "train.max_steps=9")
+    check(rc == 0, "11: a float that differs in the last bit only (a derived value) does not block a resume",
+          "status %d: %s" % (rc, (out + err)[-500:]))
+    rc, out, err = train(d, "--resume", "--set", "schedule.warmup_epochs=0.30000000000000004")
+    check(rc == 1 and "(1.0 in the checkpoint, 0.3 now)" in err and "--set" in err,
+          "11: a real difference is shown with readable numbers and what to do",
+          "status %d: %s" % (rc, (out + err)[-500:]))
 
     print("%d failed check(s) in %.1f s" % (len(FAILED), time.time() - t0))
     for f in FAILED:

@@ -30,6 +30,7 @@
 #include "helpers.h"
 #include "train/checkpoint.h"
 #include "train/npy.h"
+#include "train/run_config.h"
 
 using namespace simclr;
 namespace fs = std::filesystem;
@@ -429,6 +430,7 @@ TEST_CASE("reliability: image decoding refuses the inputs the fuzzer found in st
   std::string why;
   CHECK_FALSE(decode_image(reinterpret_cast<const uint8_t*>(jpg.data()), 200, 3, &img, &why));
   CHECK_THAT(why, Catch::StartsWith("corrupt or truncated JPEG"));
+  CHECK_THAT(why, !Catch::Contains("png", Catch::CaseSensitive::No));  // not another format's complaint
   REQUIRE(decode_image(reinterpret_cast<const uint8_t*>(jpg.data()), jpg.size(), 3, &img, &why));
   CHECK(img.height == 8);
 }
@@ -470,4 +472,24 @@ TEST_CASE("reliability: a .npy header claiming a huge or empty shape is checked 
   Tensor e = read_npy(npy("empty.npy", "(0, 3)", 0));
   CHECK(e.numel() == 0);
   CHECK(read_npy(npy("ok.npy", "(2, 2)", 16)).numel() == 4);
+}
+
+TEST_CASE("reliability: a resume's config check ignores last-bit float noise and shows numbers readably",
+          "[reliability][config]") {
+  // a derived value (a 5% warm-up of 6 epochs) computed two ways: the same number
+  const json a = {{"schedule", {{"warmup_epochs", 0.3}}}}, b = {{"schedule", {{"warmup_epochs", 0.1 + 0.2}}}};
+  CHECK(config_mismatch(a, b).empty());
+  const json c = {{"schedule", {{"warmup_epochs", 1.0}}}};
+  const std::string m = config_mismatch(c, b);
+  CHECK(m == "schedule.warmup_epochs (1.0 in the checkpoint, 0.3 now)");  // was 0.30000000000000004
+  CHECK(config_mismatch(json{{"train", {{"batch", 256}}}}, json{{"train", {{"batch", 128}}}}) ==
+        "train.batch (256 in the checkpoint, 128 now)");
+}
+
+TEST_CASE("reliability: a null config value is an error naming the key, not the default", "[reliability][config]") {
+  json j = quickstart_config();
+  j["train"]["epochs"] = nullptr;
+  CHECK_THROWS_WITH(parse_run_config(j), Catch::Contains("'train.epochs' is null") && Catch::Contains("remove the key"));
+  j["train"].erase("epochs");
+  CHECK(parse_run_config(j).train.epochs == 100);  // absent: the default
 }

@@ -241,14 +241,16 @@ void print_table(const std::vector<Measure>& ms) {
   }
 }
 
-// max_i |a_i - b_i| / max_i |b_i|
+// max_i |a_i - b_i| / max_i |b_i|; the absolute error max_i |a_i| when b is all
+// zero (--n 2: one positive pair and no negatives, so the loss and its gradient
+// are exactly 0 and a relative error is undefined)
 double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
   double e = 0, m = 0;
   for (size_t i = 0; i < a.size(); i++) {
     e = std::max(e, std::abs(a[i] - b[i]));
     m = std::max(m, std::abs(b[i]));
   }
-  return e / std::max(m, 1e-30);
+  return m > 0 ? e / m : e;
 }
 
 // float64 reference loss and gradient (dloss = 1) of z (values as given).
@@ -479,9 +481,12 @@ int run_cpu(Options o, bool no_gpu) {
     Tensor l = ntxent(x, o.tau);
     backward(l);
     std::vector<float> g32 = x.grad().to_floats();
-    const double le = std::abs(l.item() - l64) / std::abs(l64);
+    const bool zero = l64 == 0;  // 2N = 2: no negatives, loss and gradient exactly 0 (absolute errors)
+    const double le = zero ? std::abs(l.item()) : std::abs(l.item() - l64) / std::abs(l64);
     const double ge = rel_err(std::vector<double>(g32.begin(), g32.end()), g64);
-    std::printf("check (f32 op vs float64 reference): loss rel err %.3g, gradient rel err %.3g\n", le, ge);
+    std::printf("check (f32 op vs float64 reference): loss %s %.3g, gradient %s %.3g%s\n", zero ? "abs err" : "rel err",
+                le, zero ? "abs err" : "rel err", ge,
+                zero ? " (the reference loss is 0: one positive pair and no negatives, so absolute errors)" : "");
     if (le > 1e-5 || ge > 1e-4) {
       std::printf("CHECK FAILED\n");
       return 1;
@@ -662,8 +667,13 @@ GpuRun run_gpu_config(const Options& o, int64_t V, int64_t D, bool verbose) {
     auto report = [&](const char* name, const Out& r) {
       const double la = std::abs(r.loss - l64), ge = rel_err(r.grad, g64);
       const bool pass = la <= 2 * logit_tol && ge <= grad_tol;
-      std::printf("  check %-8s vs float64 CPU reference: loss %.9g (ref %.9g, abs err %.3g, rel %.3g), gradient rel err %.3g: %s\n",
-                  name, r.loss, l64, la, la / std::abs(l64), ge, pass ? "ok" : "FAILED");
+      char rel[48];  // a reference loss of 0 (e.g. --n 2: no negatives) has no relative error
+      if (l64 != 0)
+        std::snprintf(rel, sizeof rel, "%.3g", la / std::abs(l64));
+      else
+        std::snprintf(rel, sizeof rel, "n/a: the reference loss is 0");
+      std::printf("  check %-8s vs float64 CPU reference: loss %.9g (ref %.9g, abs err %.3g, rel %s), gradient rel err %.3g: %s\n",
+                  name, r.loss, l64, la, rel, ge, pass ? "ok" : "FAILED");
       if (!pass) run.ok = false;
     };
     report("fused", fused);
@@ -777,8 +787,9 @@ int run_gpu(Options o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  Options o;
   try {
-    const Options o = parse(argc, argv);
+    o = parse(argc, argv);
     if (!o.z_path.empty()) return run_npy(o);
     if (o.device == "cpu") return run_cpu(o, false);
 #ifdef SIMCLR_WITH_CUDA
@@ -787,7 +798,12 @@ int main(int argc, char** argv) {
     SIMCLR_CHECK(o.device != "cuda", "--device cuda: ", cuda_unavailable_reason());
     return run_cpu(o, true);
   } catch (const std::bad_alloc&) {  // e.g. --n 100000000: a message, never an abort
-    std::fprintf(stderr, "error: out of memory for this size (lower --n or --d)\n");
+    if (o.n > 0)
+      std::fprintf(stderr, "error: out of memory allocating the embeddings and their gradient for --n %lld --d %lld "
+                           "(%.1f GB each in float32): lower --n or --d\n", static_cast<long long>(o.n),
+                   static_cast<long long>(o.d), 4e-9 * static_cast<double>(o.n) * static_cast<double>(o.d));
+    else
+      std::fprintf(stderr, "error: out of memory allocating the embeddings of --z and their gradient\n");
     return 1;
   } catch (const std::exception& e) {  // exit 1 for any error, as the other tools
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -146,8 +146,8 @@ static void print_probe(const ProbeReport& r) {
     std::printf("  linear probe: top-1 %.2f%%  top-5 %.2f%%  (train top-1 %.2f%%, L2 %g, %.1f s)\n",
                 100 * r.linear.top1, 100 * r.linear.top5, 100 * r.linear.train_top1, r.linear.l2, r.linear.seconds);
   if (r.has_knn)
-    std::printf("  kNN monitor:  top-1 %.2f%%  top-5 %.2f%%  (%.1f s)\n", 100 * r.knn.top1, 100 * r.knn.top5,
-                r.knn.seconds);
+    std::printf("  kNN monitor:  top-1 %.2f%%  top-5 %.2f%%  (k = %d%s, %.1f s)\n", 100 * r.knn.top1, 100 * r.knn.top5,
+                r.knn.k, r.knn.k < r.knn_k_asked ? ": the bank has fewer images than eval.knn_k" : "", r.knn.seconds);
 }
 
 // A "features d/t" progress line on a terminal while features are extracted; none otherwise.

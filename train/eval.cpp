@@ -232,6 +232,9 @@ LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, 
     SIMCLR_CHECK(yte[i] >= 0, "linear probe: the test split has unlabelled images");
     K = std::max<int>(K, static_cast<int>(yte[i]) + 1);
   }
+  SIMCLR_CHECK(std::any_of(ytr, ytr + n, [&](int64_t y) { return y != ytr[0]; }), "linear probe: every image of the "
+               "train split has label ", ytr[0], " (one class): its accuracy would be 100% by construction; check "
+               "the labels (data.labels, or the image folder's class folders)");
   // standardise with train statistics
   std::vector<double> mu(static_cast<size_t>(D), 0.0), sd(static_cast<size_t>(D), 0.0);
   const float* xt = train.x.data<float>();
@@ -309,7 +312,8 @@ KnnResult knn_eval(const FeatureSet& train, const FeatureSet& test, int k, doubl
   const double t0 = now_s();
   SIMCLR_CHECK(train.d() == test.d(), "kNN: train/test feature sizes differ");
   const int64_t n = train.n(), m = test.n(), D = train.d();
-  k = static_cast<int>(std::min<int64_t>(k, n));
+  SIMCLR_CHECK(n >= 1 && m >= 1, "kNN: needs a labelled train split (the bank) and a test split");
+  k = static_cast<int>(std::min<int64_t>(k, n));  // reported in KnnResult::k (a bank smaller than eval.knn_k)
   int K = std::max(train.num_classes, test.num_classes);
   const int64_t* ytr = train.y.data<int64_t>();
   const int64_t* yte = test.y.data<int64_t>();
@@ -321,6 +325,9 @@ KnnResult knn_eval(const FeatureSet& train, const FeatureSet& test, int k, doubl
     SIMCLR_CHECK(yte[i] >= 0, "kNN: the test split has unlabelled images");
     K = std::max<int>(K, static_cast<int>(yte[i]) + 1);
   }
+  SIMCLR_CHECK(std::any_of(ytr, ytr + n, [&](int64_t y) { return y != ytr[0]; }), "kNN: every image of the train "
+               "split (the bank) has label ", ytr[0], " (one class): its accuracy would be 100% by construction; "
+               "check the labels");
   auto normalised = [D](const FeatureSet& fs) {
     std::vector<float> out(static_cast<size_t>(fs.n() * D));
     const float* p = fs.x.data<float>();
@@ -359,6 +366,7 @@ KnnResult knn_eval(const FeatureSet& train, const FeatureSet& test, int k, doubl
     }
   }
   KnnResult res;
+  res.k = k;
   res.top1 = static_cast<double>(c1) / static_cast<double>(m);
   res.top5 = static_cast<double>(c5) / static_cast<double>(m);
   res.seconds = now_s() - t0;
@@ -374,7 +382,7 @@ json ProbeReport::to_json() const {
             {"dim", dim},
             {"feature_seconds", feature_seconds}};
   if (linear.seconds > 0 || linear.top1 > 0) j["linear"] = linear.to_json();
-  if (has_knn) j["knn"] = {{"top1", knn.top1}, {"top5", knn.top5}, {"seconds", knn.seconds}};
+  if (has_knn) j["knn"] = {{"top1", knn.top1}, {"top5", knn.top5}, {"k", knn.k}, {"seconds", knn.seconds}};
   return j;
 }
 
@@ -409,6 +417,7 @@ ProbeReport probe_encoder(ResNet& encoder, const RunConfig& cfg, bool linear, bo
   if (linear) r.linear = linear_probe(ftr, fte, probe_config(cfg));
   if (knn) {
     r.has_knn = true;
+    r.knn_k_asked = cfg.eval.knn_k;
     r.knn = knn_eval(ftr, fte, cfg.eval.knn_k, cfg.eval.knn_temperature);
   }
   return r;

@@ -74,6 +74,7 @@ LinearProbeResult linear_probe(const FeatureSet& train, const FeatureSet& test, 
 struct KnnResult {
   double top1 = 0, top5 = 0;
   double seconds = 0;
+  int k = 0;  // the neighbours used: the k asked for, or the bank's size when it has fewer images
 };
 KnnResult knn_eval(const FeatureSet& train, const FeatureSet& test, int k, double temperature);
 
@@ -85,6 +86,7 @@ struct ProbeReport {
   LinearProbeResult linear;
   bool has_knn = false;
   KnnResult knn;
+  int knn_k_asked = 0;            // eval.knn_k (knn.k is smaller when the bank is)
   double feature_seconds = 0;     // feature extraction wall time
   int64_t train_images = 0, test_images = 0, dim = 0;
   json to_json() const;

@@ -2,6 +2,8 @@
 #include "train/run_config.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <set>
 
 namespace simclr {
@@ -206,8 +208,23 @@ const std::set<std::string>& may_differ() {
       "eval"};
   return s;
 }
+// A value as a message shows it: floats with 12 significant digits (0.3, not 0.30000000000000004).
+std::string shown(const json& v) {
+  if (!v.is_number_float()) return v.dump();
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.12g", v.get<double>());
+  std::string r = buf;
+  if (r.find_first_of(".en") == std::string::npos) r += ".0";  // still a float: 2.0, not 2
+  return r;
+}
 std::string first_mismatch(const json& a, const json& b, const std::string& path) {
   if (may_differ().count(path)) return "";
+  if (a.is_number() && b.is_number() && (a.is_number_float() || b.is_number_float())) {
+    // derived values (e.g. a warm-up of 5% of the epochs) may differ in the last bit only: the same value
+    const double x = a.get<double>(), y = b.get<double>();
+    if (std::abs(x - y) <= 1e-12 * std::max(std::abs(x), std::abs(y))) return "";
+    return path + " (" + shown(a) + " in the checkpoint, " + shown(b) + " now)";
+  }
   if (a.is_object() && b.is_object()) {
     std::set<std::string> keys;
     for (auto it = a.begin(); it != a.end(); ++it) keys.insert(it.key());
@@ -216,14 +233,14 @@ std::string first_mismatch(const json& a, const json& b, const std::string& path
       const std::string p = path.empty() ? k : path + "." + k;
       if (may_differ().count(p)) continue;
       if (!a.contains(k) || !b.contains(k))
-        return p + " (" + (a.contains(k) ? a[k].dump() : "absent") + " in the checkpoint, " +
-               (b.contains(k) ? b[k].dump() : "absent") + " now)";
+        return p + " (" + (a.contains(k) ? shown(a[k]) : "absent") + " in the checkpoint, " +
+               (b.contains(k) ? shown(b[k]) : "absent") + " now)";
       std::string r = first_mismatch(a[k], b[k], p);
       if (!r.empty()) return r;
     }
     return "";
   }
-  if (a != b) return path + " (" + a.dump() + " in the checkpoint, " + b.dump() + " now)";
+  if (a != b) return path + " (" + shown(a) + " in the checkpoint, " + shown(b) + " now)";
   return "";
 }
 }  // namespace

@@ -1,7 +1,9 @@
 // train/run_log.cpp - see run_log.h.
 #include "train/run_log.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdarg>
 #include <filesystem>
 #include <fstream>
@@ -33,10 +35,15 @@ RunLog::RunLog(std::string run_dir, std::FILE* out, bool tty, bool enabled)
     : run_dir_(std::move(run_dir)), out_(out), tty_(tty), enabled_(enabled) {}
 
 void RunLog::vsay(const char* prefix, const char* fmt, va_list ap) {
-  if (!enabled_ || !out_) return;
+  if (!enabled_ || !out_ || silenced_) return;
   std::fputs(prefix, out_);
   std::vfprintf(out_, fmt, ap);
-  std::fflush(out_);
+  if (std::fflush(out_) != 0 || std::ferror(out_)) {  // a full disk under a redirected console, a closed terminal
+    const int err = errno;
+    write_failed_ = true;
+    std::clearerr(out_);
+    fail("cannot write the console output", out_ == stdout ? " (standard output)" : "", ": ", std::strerror(err));
+  }
 }
 
 void RunLog::say(const char* fmt, ...) {
@@ -69,7 +76,13 @@ void RunLog::finish() {
 }
 
 void RunLog::metrics(const json& line) {
-  if (enabled_) append_metrics(run_dir_, line);
+  if (!enabled_ || silenced_) return;
+  try {
+    append_metrics(run_dir_, line);
+  } catch (const Error&) {
+    write_failed_ = true;
+    throw;
+  }
 }
 
 void RunLog::start_metrics_fresh() {

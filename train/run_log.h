@@ -26,6 +26,11 @@ class RunLog {
 
   bool enabled() const { return enabled_; }
   bool tty() const { return tty_; }
+  // A write of the console or of metrics.jsonl has failed (it threw; the
+  // trainer then tries to save a checkpoint, train/trainer.cpp).
+  bool write_failed() const { return write_failed_; }
+  // No more console or metrics writes (after a failed one).
+  void silence() { silenced_ = true; }
 
   // Console text as printf writes it (notes, warnings, the run header).
   void say(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -56,6 +61,7 @@ class RunLog {
   std::string run_dir_;
   std::FILE* out_;
   bool tty_, enabled_;
+  bool write_failed_ = false, silenced_ = false;
 };
 
 }  // namespace simclr

@@ -25,6 +25,7 @@
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "train/feed.h"
+#include "train/memory.h"
 
 namespace simclr {
 
@@ -167,6 +168,15 @@ class TrainRun {
   void step_pending(int64_t views);           // a device step: its loss comes later (train/step.h)
   bool end_of_step();  // epoch summary, kNN, checkpoints; true when it wrote one
   void stop_for_signal(int sig, bool saved_now);
+  // After a failed write of the console or metrics.jsonl: a checkpoint of the
+  // current step (when none was written at it yet), nothing more written; what
+  // to add to the error ("; a checkpoint ... was saved ..." or why not).
+  bool write_failed() const { return log_.write_failed(); }
+  std::string save_after_write_failure();
+  std::string last_checkpoint() const {
+    std::vector<std::string> all = list_checkpoints(tc_.run_dir);
+    return all.empty() ? "none" : all.back();
+  }
   TrainResult killed();
   TrainResult finish();
 
@@ -179,6 +189,7 @@ class TrainRun {
   void resume_from_checkpoint();
   void print_header(int threads);
   void end_of_epoch();
+  void monitor_knn(int64_t done_epochs);
   void run_knn(int64_t epoch);
   void save();
   void record_loss(int64_t s, double loss, double lr, int64_t views);
@@ -237,6 +248,7 @@ class TrainRun {
   // clock and running sums
   double t_start_ = 0, t_last_ = 0, t_now_ = 0, lr_ = 0, last_loss_ = 0, epoch_loss_ = 0;
   int64_t epoch_steps_ = 0, views_since_ = 0;
+  int64_t saved_step_ = -1;  // the step of the checkpoint this call wrote last
   double wait_since_ = 0;  // seconds waiting for the loader since the last metrics line
 };
 
@@ -265,6 +277,13 @@ TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
   const int threads = set_compute_threads(tc_.threads);
   tune_host_allocator();
   resolved_ = run_config_to_json(cfg_);
+  // Host memory (the CPU, the emulated device): refuse what cannot fit before
+  // anything is allocated or written: the run directory, the data, the
+  // loader's workers (train/memory.h).
+  if (!device_.is_cuda()) {
+    const std::string n = check_train_memory(cfg_, std::max<int64_t>(1, tc_.batch / comm_->size()));
+    if (!n.empty()) log_.say("note: %s\n", n.c_str());
+  }
   open_run_dir();
   open_data();
   build_model();
@@ -322,7 +341,9 @@ void TrainRun::open_run_dir() {
   }
   if (!ck_path_.empty()) {
     std::string diff = config_mismatch(ck_.meta.value("config", json::object()), resolved_);
-    SIMCLR_CHECK(diff.empty(), "cannot resume from '", ck_path_, "': the config differs at ", diff);
+    SIMCLR_CHECK(diff.empty(), "cannot resume from '", ck_path_, "': the config differs at ", diff,
+                 ". Resume with the checkpoint's value (--set key=value, or the same config), or start a new run in "
+                 "another train.run_dir (docs/config.md lists the keys that may change on resume)");
   }
   if (comm_->rank() == 0) write_file_atomic((fs::path(tc_.run_dir) / "config.json").string(), resolved_.dump(2) + "\n");
 }
@@ -343,8 +364,26 @@ void TrainRun::open_data() {
   // Every input the run will need is opened before the first step: a broken
   // test split used to surface at the first kNN monitor, or (linear_at_end)
   // only after all pretraining.
-  if ((cfg_.eval.knn_every > 0 || cfg_.eval.linear_at_end) && train_ds_->num_classes() > 0)
+  const int64_t stop = tc_.max_steps > 0 ? std::min(total_, tc_.max_steps) : total_;
+  const bool final_eval = cfg_.eval.linear_at_end || cfg_.eval.random_init || cfg_.eval.raw_pixels;
+  if (final_eval && stop < total_)
+    log_.say("note: train.max_steps = %lld stops before the last step (%lld): no final linear evaluation "
+             "(eval.linear_at_end) in this call; --resume without train.max_steps finishes the run and evaluates\n",
+             static_cast<long long>(tc_.max_steps), static_cast<long long>(total_));
+  // The final probe needs labels: found now, not after all pretraining.
+  SIMCLR_CHECK(!(final_eval && stop == total_ && train_ds_->num_classes() == 0), "eval.linear_at_end (or "
+               "eval.random_init / eval.raw_pixels) needs a labelled train split, but ", train_ds_->describe(),
+               " has no labels: give data.labels, or --set eval.linear_at_end=false");
+  const bool knn = cfg_.eval.knn_every > 0 && cfg_.eval.knn_every <= tc_.epochs;
+  if ((knn || (final_eval && stop == total_)) && train_ds_->num_classes() > 0) {
+    SIMCLR_CHECK(train_ds_->num_classes() >= 2, "the kNN monitor and the linear probe need at least 2 classes, but ",
+                 train_ds_->describe(), " has labels of one class only (accuracy would be 100% by construction): "
+                 "check data.labels, or --set eval.knn_every=0 --set eval.linear_at_end=false");
     test_ds_ = open_dataset(cfg_.data, "test");
+  }
+  if (cfg_.data.subset > 0 && cfg_.data.subset > train_ds_->size())
+    log_.say("note: data.subset = %lld is larger than the dataset: all %lld images are used\n",
+             static_cast<long long>(cfg_.data.subset), static_cast<long long>(train_ds_->size()));
 }
 
 void TrainRun::build_model() {
@@ -535,19 +574,23 @@ void TrainRun::record_loss(int64_t s, double loss, double lr, int64_t views) {
 
 bool TrainRun::end_of_step() {
   if (step % spe_ == 0 || step == stop_at) collect_losses(0);  // the epoch's losses, before its summary
-  if (step % spe_ == 0) {
-    end_of_epoch();
-    const int64_t done_epochs = step / spe_;
-    const bool ck_due = tc_.checkpoint_every > 0 && done_epochs % tc_.checkpoint_every == 0;
-    if (!(ck_due || step == total_ || step == stop_at)) return false;
-  } else if (step != stop_at) {
-    return false;
+  if (step % spe_ != 0) {
+    if (step != stop_at) return false;
+    save();
+    return true;
   }
-  save();
-  return true;
+  end_of_epoch();
+  const int64_t done_epochs = step / spe_;
+  const bool ck_due = tc_.checkpoint_every > 0 && done_epochs % tc_.checkpoint_every == 0;
+  const bool saved = ck_due || step == total_ || step == stop_at;
+  // The checkpoint first, then the kNN monitor: a kNN that fails (a broken
+  // test split, no memory for the features) loses nothing of the epoch.
+  if (saved) save();
+  monitor_knn(done_epochs);
+  return saved;
 }
 
-// The epoch's mean loss (metrics line, console), then the kNN monitor when due.
+// The epoch's mean loss (metrics line, console).
 void TrainRun::end_of_epoch() {
   const int64_t done_epochs = step / spe_;
   const double elapsed = t_now_ - t_start_;
@@ -560,6 +603,10 @@ void TrainRun::end_of_epoch() {
               static_cast<long long>(tc_.epochs), mean_loss, vps, fmt_duration(elapsed).c_str());
   epoch_loss_ = 0;
   epoch_steps_ = 0;
+}
+
+// The kNN monitor when due (after the epoch's checkpoint).
+void TrainRun::monitor_knn(int64_t done_epochs) {
   if (cfg_.eval.knn_every > 0 && done_epochs % cfg_.eval.knn_every == 0) {
     if (train_ds_->num_classes() > 0) {
       if (comm_->rank() == 0) run_knn(done_epochs);
@@ -577,11 +624,14 @@ void TrainRun::run_knn(int64_t epoch) {
   FeatureSet ftr = encoder_features(*model_->encoder, train_ds_, cfg_.data, cfg_.eval.batch);
   FeatureSet fte = encoder_features(*model_->encoder, test_ds_, cfg_.data, cfg_.eval.batch);
   KnnResult r = knn_eval(ftr, fte, cfg_.eval.knn_k, cfg_.eval.knn_temperature);
+  if (r.k < cfg_.eval.knn_k && epoch == cfg_.eval.knn_every)
+    log_.say("note: eval.knn_k = %d but the kNN bank (the train split) has %lld images: k = %d is used\n",
+             cfg_.eval.knn_k, static_cast<long long>(ftr.n()), r.k);
   log_.metrics({{"eval", "knn"}, {"step", step}, {"epoch", epoch}, {"top1", r.top1}, {"top5", r.top5},
-                {"k", cfg_.eval.knn_k}, {"temperature", cfg_.eval.knn_temperature}, {"seconds", now_s() - t0}});
+                {"k", r.k}, {"temperature", cfg_.eval.knn_temperature}, {"seconds", now_s() - t0}});
   prev_metrics_["knn_top1"] = r.top1;
   log_.report("epoch %lld: kNN (k=%d, T=%g) top-1 %.2f%%, top-5 %.2f%% (%.1f s)\n", static_cast<long long>(epoch),
-              cfg_.eval.knn_k, cfg_.eval.knn_temperature, 100 * r.top1, 100 * r.top5, now_s() - t0);
+              r.k, cfg_.eval.knn_temperature, 100 * r.top1, 100 * r.top5, now_s() - t0);
 }
 
 // A checkpoint at the current step (atomically), then the oldest beyond keep_last go.
@@ -615,8 +665,9 @@ void TrainRun::save() {
   for (auto& [name, t] : optim_->state()) c.tensors.push_back({name, "optimizer", 0, t.clone()});
   std::string path = checkpoint_path(tc_.run_dir, step);
   save_checkpoint(path, c);
-  for (const std::string& n : prune_checkpoints(tc_.run_dir, tc_.keep_last, path)) log_.say("%s\n", n.c_str());
+  saved_step_ = step;
   res_.last_checkpoint = path;
+  for (const std::string& n : prune_checkpoints(tc_.run_dir, tc_.keep_last, path)) log_.say("%s\n", n.c_str());
   res_.summary = prev_metrics_;
 }
 
@@ -704,6 +755,32 @@ void TrainRun::stop_for_signal(int sig, bool saved_now) {
   res_.stopped_by_signal = sig;
 }
 
+std::string TrainRun::save_after_write_failure() {
+  log_.silence();
+  try {
+    collect_losses(0);  // the device steps' losses, into the epoch's sums (nothing is written now)
+  } catch (const Error&) {
+    // a non-finite pending loss: the parameters before that update are gone; keep the last checkpoint
+    return "; the last checkpoint is " + (res_.last_checkpoint.empty() ? std::string("none") : res_.last_checkpoint);
+  }
+  if (saved_step_ == step)
+    return "; the run stopped at step " + std::to_string(step) + ", whose checkpoint " + res_.last_checkpoint +
+           " was written: free some space, then continue with --resume";
+  if (step % spe_ == 0) {  // at an epoch's end the sums belong to the epoch just summarised
+    epoch_loss_ = 0;
+    epoch_steps_ = 0;
+  }
+  try {
+    save();
+  } catch (const std::exception& e) {
+    std::vector<std::string> all = list_checkpoints(tc_.run_dir);
+    return std::string("; saving a checkpoint of step ") + std::to_string(step) + " failed too (" + e.what() +
+           "); the last checkpoint is " + (all.empty() ? std::string("none") : all.back());
+  }
+  return "; the run stopped at step " + std::to_string(step) + ": a checkpoint of it was saved (" +
+         res_.last_checkpoint + "); free some space, then continue with --resume";
+}
+
 // As a kill leaves the run: no checkpoint, no summary.
 TrainResult TrainRun::killed() {
   clear_tape();
@@ -730,11 +807,7 @@ TrainResult TrainRun::finish() {
   return res_;
 }
 
-}  // namespace
-
-TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
-  StopSignals stop_signals;  // SIGINT/SIGTERM/SIGUSR1 from here on: finish the step, checkpoint, return
-  TrainRun run(cfg, opt);    // run directory, resume, data, model and optimiser; prints the header
+TrainResult train_loop(TrainRun& run, const TrainOptions& opt) {
   const TrainCallbacks& cb = opt.callbacks;
   while (run.step < run.stop_at) {
     if (cb.kill_before_step && cb.kill_before_step(run.step, run.steps_this_call)) return run.killed();
@@ -756,9 +829,35 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
   return run.finish();
 }
 
+}  // namespace
+
+TrainResult train(const RunConfig& cfg, const TrainOptions& opt) {
+  StopSignals stop_signals;  // SIGINT/SIGTERM/SIGUSR1 from here on: finish the step, checkpoint, return
+  std::unique_ptr<TrainRun> made;
+  try {
+    made = std::make_unique<TrainRun>(cfg, opt);  // run directory, resume, data, model and optimiser; the header
+  } catch (const std::bad_alloc&) {
+    fail("out of memory while setting up the run (the dataset, the model and optimiser state, or the memory "
+         "estimate's tiny steps): lower data.image_size, model.width, head.hidden / head.out or train.batch");
+  }
+  TrainRun& run = *made;
+  try {
+    return train_loop(run, opt);
+  } catch (const std::bad_alloc&) {
+    fail("out of memory during step ", run.step + 1, " of ", run.stop_at,
+         " (an allocation of the step, its data or an evaluation failed): lower train.batch, data.image_size, "
+         "model.width or eval.batch; the last checkpoint is ", run.last_checkpoint());
+  } catch (const Error& e) {
+    if (!run.write_failed()) throw;
+    fail(e.what(), run.save_after_write_failure());  // a full disk: keep what can be kept, then a clear error
+  }
+}
+
+
 StepTiming measure_step_seconds(const RunConfig& cfg, int steps) {
   set_compute_threads(cfg.train.threads);
   tune_host_allocator();
+  check_train_memory(cfg, cfg.train.batch);  // before the calibration's full-size steps (train/memory.h)
   std::shared_ptr<Dataset> ds = open_dataset(cfg.data, cfg.data.split);
   Loader loader(ds, cfg.data, train_loader_options(cfg.data, cfg.train.batch, cfg.train.seed));
   SimclrModel model(cfg.model, &cfg.head);

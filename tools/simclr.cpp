@@ -139,8 +139,9 @@ static void print_profile() {
 }
 
 static void print_probe(const ProbeReport& r) {
-  std::printf("%s: %lld train / %lld test images, %lld features (%.1f s)\n", r.what.c_str(),
+  std::printf("%s: %lld train / %lld %s images, %lld features (%.1f s)\n", r.what.c_str(),
               static_cast<long long>(r.train_images), static_cast<long long>(r.test_images),
+              r.split == "holdout" ? "held-out" : "test",
               static_cast<long long>(r.dim), r.feature_seconds);
   if (r.linear.seconds > 0)
     std::printf("  linear probe: top-1 %.2f%%  top-5 %.2f%%  (train top-1 %.2f%%, L2 %g, %.1f s)\n",
@@ -318,7 +319,7 @@ int simclr_main(int argc, char** argv) {
       for (const std::string& o : overrides) apply_override(root, o);
       RunConfig cfg = parse_run_config(root);
       check_data_paths(cfg.data, "train");
-      check_data_paths(cfg.data, "test");
+      if (cfg.eval.holdout == 0) check_data_paths(cfg.data, "test");  // a holdout never opens the test split
       set_compute_threads(cfg.train.threads);
       tune_host_allocator();
       SimclrModel m(cfg.model, nullptr);
@@ -438,6 +439,8 @@ int simclr_main(int argc, char** argv) {
                     {"encoder", p_pre.to_json()},
                     {"random_init", p_rnd.to_json()},
                     {"raw_pixels", p_px.to_json()},
+                    {"split", cfg.eval.holdout > 0 ? "holdout" : "test"},
+                    {"holdout", cfg.eval.holdout},
                     {"commit", SIMCLR_GIT_COMMIT},
                     {"cores", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))}};
     write_file_atomic((fs::path(cfg.train.run_dir) / "results.json").string(), results.dump(2) + "\n");
@@ -450,7 +453,12 @@ int simclr_main(int argc, char** argv) {
     std::printf("quickstart results: Fashion-MNIST, %s width %g (%s stem), %lld epochs, batch %lld\n",
                 pre.encoder->arch_name().c_str(), cfg.model.width, cfg.model.stem.c_str(),
                 static_cast<long long>(cfg.train.epochs), static_cast<long long>(cfg.train.batch));
-    std::printf("  linear probe, test top-1 (top-5):\n");
+    if (cfg.eval.holdout > 0)
+      std::printf("  linear probe, held-out top-1 (top-5) (eval.holdout %g: %lld training images held out, "
+                  "the test split not used):\n",
+                  cfg.eval.holdout, static_cast<long long>(p_pre.test_images));
+    else
+      std::printf("  linear probe, test top-1 (top-5):\n");
     std::printf("    SimCLR encoder        %6.2f%%  (%.2f%%)\n", 100 * p_pre.linear.top1, 100 * p_pre.linear.top5);
     std::printf("    random-init encoder   %6.2f%%  (%.2f%%)\n", 100 * p_rnd.linear.top1, 100 * p_rnd.linear.top5);
     std::printf("    raw pixels            %6.2f%%  (%.2f%%)\n", 100 * p_px.linear.top1, 100 * p_px.linear.top5);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "data/holdout.h"
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/blas.h"
@@ -382,6 +383,7 @@ json ProbeReport::to_json() const {
             {"dim", dim},
             {"feature_seconds", feature_seconds}};
   if (linear.seconds > 0 || linear.top1 > 0) j["linear"] = linear.to_json();
+  if (split != "test") j["split"] = split;  // "holdout": scored on held-out training images (eval.holdout)
   if (has_knn) j["knn"] = {{"top1", knn.top1}, {"top5", knn.top5}, {"k", knn.k}, {"seconds", knn.seconds}};
   return j;
 }
@@ -401,7 +403,9 @@ ProbeReport probe_encoder(ResNet& encoder, const RunConfig& cfg, bool linear, bo
                           const ProgressFn& progress) {
   ProbeReport r;
   r.what = what;
-  std::shared_ptr<Dataset> tr = open_dataset(cfg.data, "train"), te = open_dataset(cfg.data, "test");
+  r.split = score_split_name(cfg.eval.holdout);
+  std::shared_ptr<Dataset> tr = open_run_split(cfg.data, "probe", cfg.eval.holdout, cfg.eval.holdout_seed),
+                           te = open_run_split(cfg.data, "score", cfg.eval.holdout, cfg.eval.holdout_seed);
   const int64_t total = tr->size() + te->size();
   const double t0 = now_s();
   FeatureSet ftr = encoder_features(encoder, tr, cfg.data, cfg.eval.batch, [&](int64_t d, int64_t) {
@@ -425,7 +429,8 @@ ProbeReport probe_encoder(ResNet& encoder, const RunConfig& cfg, bool linear, bo
 
 EvalEstimate estimate_eval_seconds(const RunConfig& cfg, int encoders, bool raw_pixels) {
   EvalEstimate e;
-  std::shared_ptr<Dataset> tr = open_dataset(cfg.data, "train"), te = open_dataset(cfg.data, "test");
+  std::shared_ptr<Dataset> tr = open_run_split(cfg.data, "probe", cfg.eval.holdout, cfg.eval.holdout_seed),
+                           te = open_run_split(cfg.data, "score", cfg.eval.holdout, cfg.eval.holdout_seed);
   const int64_t images = tr->size() + te->size();
   const int64_t batch = std::min<int64_t>(cfg.eval.batch, tr->size());
   SimclrModel model(cfg.model, nullptr);
@@ -468,7 +473,9 @@ EvalEstimate estimate_eval_seconds(const RunConfig& cfg, int encoders, bool raw_
 ProbeReport probe_pixels(const RunConfig& cfg) {
   ProbeReport r;
   r.what = "raw pixels";
-  std::shared_ptr<Dataset> tr = open_dataset(cfg.data, "train"), te = open_dataset(cfg.data, "test");
+  r.split = score_split_name(cfg.eval.holdout);
+  std::shared_ptr<Dataset> tr = open_run_split(cfg.data, "probe", cfg.eval.holdout, cfg.eval.holdout_seed),
+                           te = open_run_split(cfg.data, "score", cfg.eval.holdout, cfg.eval.holdout_seed);
   const double t0 = now_s();
   FeatureSet ftr = pixel_features(tr, cfg.data, cfg.eval.batch);
   FeatureSet fte = pixel_features(te, cfg.data, cfg.eval.batch);

@@ -79,10 +79,13 @@ struct KnnResult {
 KnnResult knn_eval(const FeatureSet& train, const FeatureSet& test, int k, double temperature);
 
 // ---- whole evaluations on a run config's splits (train split: data.split's
-// dataset as configured, test split: "test"); what `simclr eval`, the trainer
-// and the quickstart run.
+// dataset as configured, test split: "test"; with eval.holdout > 0 the training
+// split minus the held-out images and the held-out images, data/holdout.h);
+// what `simclr eval`, the trainer and the quickstart run.
 struct ProbeReport {
   std::string what;               // "encoder", "random-init encoder", "raw pixels"
+  std::string split = "test";     // what it was scored on: "test", or "holdout" (eval.holdout > 0;
+                                  // test_images then counts the held-out images)
   LinearProbeResult linear;
   bool has_knn = false;
   KnnResult knn;

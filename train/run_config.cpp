@@ -123,6 +123,10 @@ RunConfig parse_run_config(const json& root) {
   ec.val_fraction = e.get_double("val_fraction", 0.1, 0.01, 0.5);
   ec.max_iter = static_cast<int>(e.get_int("max_iter", 150, 1, 100000));
   ec.batch = e.get_int("batch", 512, 1, 1 << 20);
+  ec.holdout = e.get_double("holdout", 0.0, 0.0, 0.5);
+  ec.holdout_seed = static_cast<uint64_t>(e.get_int("holdout_seed", 0, 0, INT64_MAX));
+  SIMCLR_CHECK(ec.holdout == 0 || c.data.split == "train", "config: 'eval.holdout' needs 'data.split' = \"train\" (got \"",
+               c.data.split, "\"): the held-out images are carved from the training split");
   e.finish();
 
   r.finish();
@@ -183,14 +187,16 @@ json run_config_to_json(const RunConfig& c) {
                {"l2_grid", e.l2_grid},
                {"val_fraction", e.val_fraction},
                {"max_iter", e.max_iter},
-               {"batch", e.batch}};
+               {"batch", e.batch},
+               {"holdout", e.holdout},
+               {"holdout_seed", e.holdout_seed}};
   return j;
 }
 
 void check_run_paths(const RunConfig& c) {
   check_data_paths(c.data, c.data.split);
   const bool needs_test = c.eval.knn_every > 0 || c.eval.linear_at_end || c.eval.raw_pixels || c.eval.random_init;
-  if (needs_test && c.data.split == "train") {
+  if (needs_test && c.data.split == "train" && c.eval.holdout == 0) {  // a holdout: the test split is not used
     SIMCLR_CHECK(has_split(c.data, "test"), "config: evaluation needs a test split but 'data' has none ",
                  "(set the test path, or turn off eval.knn_every / eval.linear_at_end)");
     check_data_paths(c.data, "test");
@@ -245,7 +251,17 @@ std::string first_mismatch(const json& a, const json& b, const std::string& path
 }
 }  // namespace
 
-std::string config_mismatch(const json& saved, const json& now) { return first_mismatch(saved, now, ""); }
+std::string config_mismatch(const json& saved, const json& now) {
+  // eval.* may differ, except the holdout: it changes the pretraining images
+  for (const char* k : {"holdout", "holdout_seed"}) {
+    auto get = [k](const json& j) {
+      return j.contains("eval") && j["eval"].is_object() && j["eval"].contains(k) ? j["eval"][k] : json(0);
+    };
+    if (get(saved) != get(now))
+      return std::string("eval.") + k + " (" + get(saved).dump() + " in the checkpoint, " + get(now).dump() + " now)";
+  }
+  return first_mismatch(saved, now, "");
+}
 
 json quickstart_config() {
   // ResNet-18, CIFAR stem, width 0.25 on Fashion-MNIST 28x28x1; the issue's

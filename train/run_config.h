@@ -15,7 +15,8 @@
 //     "train":     { "epochs", "batch", "seed", "device", "threads", "run_dir", "checkpoint_every",
 //                    "keep_last", "log_interval", "max_steps", "profile" }
 //     "eval":      { "knn_every", "knn_k", "knn_temperature", "linear_at_end", "raw_pixels",
-//                    "random_init", "l2_grid", "val_fraction", "max_iter", "batch" }
+//                    "random_init", "l2_grid", "val_fraction", "max_iter", "batch",
+//                    "holdout", "holdout_seed" }
 //   }
 #pragma once
 #include <string>
@@ -70,6 +71,10 @@ struct EvalConfig {
   double val_fraction = 0.1;    // held-out part of the train split for choosing L2
   int max_iter = 150;           // L-BFGS iterations per fit (each also stops at a relative decrease < 1e-6)
   int64_t batch = 512;          // feature-extraction batch
+  double holdout = 0;           // fraction of the training split held out for choosing a recipe (data/holdout.h):
+                                // removed from pretraining and the probes' training set, the probes score on it,
+                                // the test split is never opened; 0: off (the probes score on the test split)
+  uint64_t holdout_seed = 0;    // seed of the held-out selection (independent of train.seed)
 };
 
 struct RunConfig {

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "data/holdout.h"
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/device.h"
@@ -349,7 +350,7 @@ void TrainRun::open_run_dir() {
 }
 
 void TrainRun::open_data() {
-  train_ds_ = open_dataset(cfg_.data, cfg_.data.split);
+  train_ds_ = open_run_split(cfg_.data, "pretrain", cfg_.eval.holdout, cfg_.eval.holdout_seed);
   LoaderOptions lo = train_loader_options(cfg_.data, tc_.batch, tc_.seed);
   lo.pinned = device_.is_cuda();  // batches copied to the GPU asynchronously (train/feed.h)
   lo.gpu_augment = augment_on_device(cfg_.data, device_);  // data.augment_on: views made on the device (feed.h)
@@ -379,7 +380,8 @@ void TrainRun::open_data() {
     SIMCLR_CHECK(train_ds_->num_classes() >= 2, "the kNN monitor and the linear probe need at least 2 classes, but ",
                  train_ds_->describe(), " has labels of one class only (accuracy would be 100% by construction): "
                  "check data.labels, or --set eval.knn_every=0 --set eval.linear_at_end=false");
-    test_ds_ = open_dataset(cfg_.data, "test");
+    // the split the probes score on: the test split, or held-out training images (eval.holdout)
+    test_ds_ = open_run_split(cfg_.data, "score", cfg_.eval.holdout, cfg_.eval.holdout_seed);
   }
   if (cfg_.data.subset > 0 && cfg_.data.subset > train_ds_->size())
     log_.say("note: data.subset = %lld is larger than the dataset: all %lld images are used\n",
@@ -619,7 +621,7 @@ void TrainRun::monitor_knn(int64_t done_epochs) {
 }
 
 void TrainRun::run_knn(int64_t epoch) {
-  if (!test_ds_) test_ds_ = open_dataset(cfg_.data, "test");
+  if (!test_ds_) test_ds_ = open_run_split(cfg_.data, "score", cfg_.eval.holdout, cfg_.eval.holdout_seed);
   double t0 = now_s();
   FeatureSet ftr = encoder_features(*model_->encoder, train_ds_, cfg_.data, cfg_.eval.batch);
   FeatureSet fte = encoder_features(*model_->encoder, test_ds_, cfg_.data, cfg_.eval.batch);
@@ -627,11 +629,14 @@ void TrainRun::run_knn(int64_t epoch) {
   if (r.k < cfg_.eval.knn_k && epoch == cfg_.eval.knn_every)
     log_.say("note: eval.knn_k = %d but the kNN bank (the train split) has %lld images: k = %d is used\n",
              cfg_.eval.knn_k, static_cast<long long>(ftr.n()), r.k);
-  log_.metrics({{"eval", "knn"}, {"step", step}, {"epoch", epoch}, {"top1", r.top1}, {"top5", r.top5},
-                {"k", r.k}, {"temperature", cfg_.eval.knn_temperature}, {"seconds", now_s() - t0}});
+  json knn_line = {{"eval", "knn"}, {"step", step}, {"epoch", epoch}, {"top1", r.top1}, {"top5", r.top5},
+                   {"k", r.k}, {"temperature", cfg_.eval.knn_temperature}, {"seconds", now_s() - t0}};
+  if (cfg_.eval.holdout > 0) knn_line["split"] = "holdout";  // scored on held-out training images
+  log_.metrics(knn_line);
   prev_metrics_["knn_top1"] = r.top1;
-  log_.report("epoch %lld: kNN (k=%d, T=%g) top-1 %.2f%%, top-5 %.2f%% (%.1f s)\n", static_cast<long long>(epoch),
-              r.k, cfg_.eval.knn_temperature, 100 * r.top1, 100 * r.top5, now_s() - t0);
+  log_.report("epoch %lld: kNN (k=%d, T=%g) %stop-1 %.2f%%, top-5 %.2f%% (%.1f s)\n", static_cast<long long>(epoch),
+              r.k, cfg_.eval.knn_temperature, cfg_.eval.holdout > 0 ? "held-out " : "", 100 * r.top1, 100 * r.top5,
+              now_s() - t0);
 }
 
 // A checkpoint at the current step (atomically), then the oldest beyond keep_last go.
@@ -858,7 +863,7 @@ StepTiming measure_step_seconds(const RunConfig& cfg, int steps) {
   set_compute_threads(cfg.train.threads);
   tune_host_allocator();
   check_train_memory(cfg, cfg.train.batch);  // before the calibration's full-size steps (train/memory.h)
-  std::shared_ptr<Dataset> ds = open_dataset(cfg.data, cfg.data.split);
+  std::shared_ptr<Dataset> ds = open_run_split(cfg.data, "pretrain", cfg.eval.holdout, cfg.eval.holdout_seed);
   Loader loader(ds, cfg.data, train_loader_options(cfg.data, cfg.train.batch, cfg.train.seed));
   SimclrModel model(cfg.model, &cfg.head);
   model.init(cfg.train.seed);

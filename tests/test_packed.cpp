@@ -160,7 +160,7 @@ TEST_CASE("packed: an in-memory dataset round-trips pixel for pixel, with labels
   CHECK((u->header().flags & kPackedLabelled) == 0);
 }
 
-TEST_CASE("packed: a folder of PNGs of varying sizes and an IDX file round-trip exactly; --max-side resizes", "[packed]") {
+TEST_CASE("packed: a folder of PNGs of varying sizes and an IDX file round-trip exactly and --max-side resizes", "[packed]") {
   const std::string dir = test::scratch_dir("packed_folder");
   const int sizes[][2] = {{10, 20}, {30, 12}, {8, 8}, {17, 5}, {40, 41}};
   for (int i = 0; i < 5; i++) {

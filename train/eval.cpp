@@ -128,7 +128,7 @@ SIMCLR_AI v8f load8(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-SIMCLR_AI void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
+SIMCLR_AI void store8(float* p, const v8f& v) { std::memcpy(p, &v, sizeof v); }
 SIMCLR_AI float hsum8(const v8f& v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); }
 
 constexpr int kMaxGroup = 10;  // classes per register group

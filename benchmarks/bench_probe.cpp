@@ -137,6 +137,9 @@ int main(int argc, char** argv) {
                   "iterations, probe %.1f s (wall %.1f s)\n",
                   ref ? "reference" : "fused", 100 * r.linear.top1, 100 * r.linear.top5, 100 * r.linear.train_top1,
                   r.linear.l2, r.linear.iterations, r.linear.seconds, t);
+      std::printf("  held-out top-1 per l2:");
+      for (auto& [l2, a] : r.linear.val_top1) std::printf("  %g: %.4f%%", l2, 100 * a);
+      std::printf("\n");
       std::fflush(stdout);
     }
     use_reference_softmax_objective(false);

@@ -115,9 +115,31 @@ EvalEstimate estimate_eval_seconds(const RunConfig& cfg, int encoders, bool raw_
 
 // ---- building blocks (exposed for tests)
 // Softmax regression objective and gradient at (W[K,D], b[K]) packed as
-// params = [W row-major, b]; x standardised f32 [n, D]. Returns the objective.
+// params = [W row-major, b]; x standardised f32 [n, D]. Returns the objective
+// (mean cross-entropy + l2/2 |W|^2). Fused and blocked so that x is read from
+// memory once per call: the rows are split into min(kSoftmaxWorkers, ceil(n / kSoftmaxBlockRows))
+// contiguous ranges ("workers", fixed by n alone), each walked in blocks of
+// kSoftmaxBlockRows rows: the block's f32 logits, its softmax / loss / bias
+// gradient in double, then its f32 contribution to that worker's gW while the
+// block is still in cache; partials are reduced in worker order, so the result
+// is bitwise the same for any thread count.
+constexpr int64_t kSoftmaxBlockRows = 64;
+constexpr int kSoftmaxWorkers = 16;
 double softmax_regression_objective(const float* x, const int64_t* y, int64_t n, int64_t D, int K,
                                     const std::vector<double>& params, double l2, std::vector<double>* grad);
+// The same with the block size and the most workers chosen (benchmarks).
+double softmax_regression_objective_blocked(const float* x, const int64_t* y, int64_t n, int64_t D, int K,
+                                            const std::vector<double>& params, double l2, std::vector<double>* grad,
+                                            int64_t block, int max_workers);
+// The unfused form (logits for all rows with one sgemm, then gW with a second
+// one; the loss sum's order follows the thread count): the reference for tests
+// and benchmarks. Equal to the fused one up to f32 summation order.
+double softmax_regression_objective_reference(const float* x, const int64_t* y, int64_t n, int64_t D, int K,
+                                              const std::vector<double>& params, double l2,
+                                              std::vector<double>* grad);
+// Benchmarks: while on, softmax_regression_objective (and so linear_probe)
+// uses the reference form, process-wide.
+void use_reference_softmax_objective(bool on);
 // Minimises f with L-BFGS from x (in place). Returns the iterations done.
 int lbfgs_minimize(const std::function<double(const std::vector<double>&, std::vector<double>*)>& f,
                    std::vector<double>& x, int max_iter, double rel_tol = 1e-7, double grad_tol = 1e-6);

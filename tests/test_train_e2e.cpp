@@ -529,7 +529,7 @@ TEST_CASE("RunLog: console and metrics lines as documented, and a disabled one (
     REQUIRE(out != nullptr);
     RunLog log(run_dir, out, /*tty=*/false, enabled);
     log.say("note: %s\n", "hello");
-    log.progress({1, 3, 5, 30, 4.25, 0.125, 100, 61}, /*due=*/true);
+    log.progress({1, 3, 5, 30, 4.25, 0.125, 100, 61, 0.034}, /*due=*/true);
     log.progress({1, 3, 6, 30, 4.0, 0.125, 100, 60}, /*due=*/false);
     log.report("epoch %d done\n", 1);
     log.metrics({{"step", 5}, {"loss", 4.25}});
@@ -545,7 +545,7 @@ TEST_CASE("RunLog: console and metrics lines as documented, and a disabled one (
       CHECK(!fs::exists(metrics));
       continue;
     }
-    CHECK(text == "note: hello\nepoch 1/3 step 5/30 loss 4.2500 lr 0.1250 100 views/s ETA 1m01s\nepoch 1 done\n");
+    CHECK(text == "note: hello\nepoch 1/3 step 5/30 loss 4.2500 lr 0.1250 100 views/s input wait 3% ETA 1m01s\nepoch 1 done\n");
     CHECK(read_file(metrics.string()) == "{\"loss\":4.25,\"step\":5}\n{\"loss\":4.0,\"step\":9}\n");
     log.start_metrics_resumed(5);  // a resume from step 5 drops the later lines
     CHECK(read_file(metrics.string()) == "{\"loss\":4.25,\"step\":5}\n");
@@ -556,14 +556,14 @@ TEST_CASE("RunLog: console and metrics lines as documented, and a disabled one (
   std::FILE* out = std::tmpfile();
   REQUIRE(out != nullptr);
   RunLog tty(dir, out, /*tty=*/true);
-  tty.progress({2, 3, 11, 30, 3.5, 0.25, 200, 7200}, /*due=*/false);
+  tty.progress({2, 3, 11, 30, 3.5, 0.25, 200, 7200, 0.5}, /*due=*/false);
   tty.report("epoch %d done\n", 2);
   tty.finish();
   std::rewind(out);
   std::string text;
   for (int ch; (ch = std::fgetc(out)) != EOF;) text += static_cast<char>(ch);
   std::fclose(out);
-  CHECK(text == "\r\x1b[Kepoch 2/3  step 11/30  loss 3.5000  lr 0.2500  200 views/s  ETA 2h00m\r\x1b[Kepoch 2 done\n\n");
+  CHECK(text == "\r\x1b[Kepoch 2/3  step 11/30  loss 3.5000  lr 0.2500  200 views/s  input wait 50%  ETA 2h00m\r\x1b[Kepoch 2 done\n\n");
 }
 
 TEST_CASE("measure_step_seconds: the quickstart calibration times real steps", "[e2e]") {

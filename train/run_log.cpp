@@ -62,13 +62,15 @@ void RunLog::report(const char* fmt, ...) {
 
 void RunLog::progress(const Progress& p, bool due) {
   if (tty_)
-    say("\r\x1b[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4f  %.0f views/s  ETA %s",
+    say("\r\x1b[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4f  %.0f views/s  input wait %.0f%%  ETA %s",
         static_cast<long long>(p.epoch), static_cast<long long>(p.epochs), static_cast<long long>(p.step),
-        static_cast<long long>(p.total), p.loss, p.lr, p.views_per_s, fmt_duration(p.eta_s).c_str());
+        static_cast<long long>(p.total), p.loss, p.lr, p.views_per_s, 100 * p.wait_frac,
+        fmt_duration(p.eta_s).c_str());
   else if (due)
-    say("epoch %lld/%lld step %lld/%lld loss %.4f lr %.4f %.0f views/s ETA %s\n", static_cast<long long>(p.epoch),
-        static_cast<long long>(p.epochs), static_cast<long long>(p.step), static_cast<long long>(p.total), p.loss,
-        p.lr, p.views_per_s, fmt_duration(p.eta_s).c_str());
+    say("epoch %lld/%lld step %lld/%lld loss %.4f lr %.4f %.0f views/s input wait %.0f%% ETA %s\n",
+        static_cast<long long>(p.epoch), static_cast<long long>(p.epochs), static_cast<long long>(p.step),
+        static_cast<long long>(p.total), p.loss, p.lr, p.views_per_s, 100 * p.wait_frac,
+        fmt_duration(p.eta_s).c_str());
 }
 
 void RunLog::finish() {

@@ -41,6 +41,7 @@ class RunLog {
   struct Progress {
     int64_t epoch = 0, epochs = 0, step = 0, total = 0;  // epoch 1-based
     double loss = 0, lr = 0, views_per_s = 0, eta_s = 0;
+    double wait_frac = 0;  // fraction of the run's time spent waiting for the input pipeline
   };
   void progress(const Progress& p, bool due);
   // Ends the run's console output (a terminal's live line gets its newline).

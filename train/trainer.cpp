@@ -251,6 +251,7 @@ class TrainRun {
   int64_t epoch_steps_ = 0, views_since_ = 0;
   int64_t saved_step_ = -1;  // the step of the checkpoint this call wrote last
   double wait_since_ = 0;  // seconds waiting for the loader since the last metrics line
+  double wait_total_ = 0;  // ... in this call (the progress line's input wait)
 };
 
 TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
@@ -456,6 +457,7 @@ Batch TrainRun::next_batch() {
     const double t0 = now_s();
     batch = loader_->next();
     wait_since_ += now_s() - t0;  // the metrics lines' wait_frac
+    wait_total_ += now_s() - t0;
   }
   SIMCLR_ASSERT(batch.epoch == step / spe_ && batch.index == step % spe_);
   return batch;
@@ -571,7 +573,8 @@ void TrainRun::record_loss(int64_t s, double loss, double lr, int64_t views) {
     views_since_ = 0;
     wait_since_ = 0;
   }
-  log_.progress({epoch + 1, tc_.epochs, done, total_, loss, lr, vps, eta}, due);
+  log_.progress({epoch + 1, tc_.epochs, done, total_, loss, lr, vps, eta, std::min(1.0, wait_total_ /
+                 std::max(elapsed, 1e-9))}, due);
 }
 
 bool TrainRun::end_of_step() {

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "data/data_config.h"
+#include "data/holdout.h"
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/fileio.h"
@@ -33,25 +34,6 @@ double now_s() {
 }
 
 // The images `idx` of ds, in that order.
-class IndexDataset final : public Dataset {
- public:
-  IndexDataset(std::shared_ptr<const Dataset> ds, std::vector<int64_t> idx) : ds_(std::move(ds)), idx_(std::move(idx)) {}
-  int64_t size() const override { return static_cast<int64_t>(idx_.size()); }
-  int channels() const override { return ds_->channels(); }
-  int height() const override { return ds_->height(); }
-  int width() const override { return ds_->width(); }
-  int num_classes() const override { return ds_->num_classes(); }
-  const std::vector<std::string>& class_names() const override { return ds_->class_names(); }
-  Sample get(int64_t i) const override { return ds_->get(idx_[static_cast<size_t>(i)]); }
-  std::string describe() const override {
-    return detail::cat(idx_.size(), " labelled images of ", ds_->describe());
-  }
-
- private:
-  std::shared_ptr<const Dataset> ds_;
-  std::vector<int64_t> idx_;
-};
-
 std::vector<int64_t> read_subset_file(const std::string& path, int64_t n) {
   std::ifstream f(path);
   SIMCLR_CHECK(f.good(), "finetune: cannot read the subset file '", path, "'");
@@ -217,7 +199,7 @@ FinetuneResult finetune(const RunConfig& cfg, const Checkpoint* ck, const Finetu
   res.labelled = static_cast<int64_t>(idx.size());
   const int64_t batch = std::min<int64_t>(opt.batch, res.labelled);
   SIMCLR_CHECK(batch >= 2, "finetune: the labelled subset has ", res.labelled, " image(s): at least 2 are needed");
-  auto labelled = std::make_shared<IndexDataset>(train_ds, idx);
+  std::shared_ptr<Dataset> labelled = index_subset(train_ds, idx, "labelled subset");
 
   // ---- light augmentation: random resized crop and flip only
   DataConfig dc = cfg.data;

@@ -82,7 +82,11 @@ void conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, const Co
 
 // ---- the CPU backend's kernel set: the fast path for f32 when
 // conv2d_fast_available() and conv2d_fast_supports(s), else the reference
-// (which accumulates, so a dx to be written is zeroed first).
+// (which accumulates, so a dx to be written is zeroed first). bf16
+// (train.precision bf16): oneDNN's bf16 kernels when conv2d_fast_available()
+// and conv2d_fast_supports(s, bf16); otherwise the operands widened to f32
+// (exact), the f32 path, each result rounded once into bf16 (dx, dw: bf16(old +
+// f32 gradient)); either way fp32 accumulation and bf16 results.
 template <class T>
 void conv2d_forward_cpu(T* y, const T* x, const T* w, const Conv2dShape& s);
 template <class T>
@@ -91,17 +95,26 @@ void conv2d_backward_cpu(T* dx, bool dx_accumulate, T* dw, const T* dy, const T*
 // ---- fast path (f32)
 // True when this build has oneDNN and SIMCLR_CPU_CONV is not "reference".
 bool conv2d_fast_available();
-// True when oneDNN has an implementation for this shape (built once and cached;
-// the op runs the reference otherwise).
-bool conv2d_fast_supports(const Conv2dShape& s);
+// True when oneDNN has an implementation for this shape in this dtype (f32, or
+// bf16: only an optimised one, AVX512-BF16/AMX; built once and cached; the op
+// runs the reference otherwise, for bf16 the f32 path on widened operands).
+bool conv2d_fast_supports(const Conv2dShape& s, DType dtype = DType::f32);
 // y[N,Ho,Wo,O] = conv(x[N,H,W,C], w[O,kH,kW,C])   (=)
 void conv2d_forward_fast(float* y, const float* x, const float* w, const Conv2dShape& s);
+// bf16: bf16 operands, fp32 accumulation, y rounded once; dw += the f32 weight gradient (one rounding)
+void conv2d_forward_fast(bf16* y, const bf16* x, const bf16* w, const Conv2dShape& s);
 // dw[O,kH,kW,C] += ∂L/∂w; dx[N,H,W,C] += ∂L/∂x when dx_accumulate, else dx = ∂L/∂x
 // (dx and/or dw may be null).
 void conv2d_backward_fast(float* dx, bool dx_accumulate, float* dw, const float* dy, const float* x, const float* w,
                           const Conv2dShape& s);
+void conv2d_backward_fast(bf16* dx, bool dx_accumulate, bf16* dw, const bf16* dy, const bf16* x, const bf16* w,
+                          const Conv2dShape& s);
+// True when oneDNN has optimised bf16 convolution kernels on this CPU
+// (AVX512-BF16 or AMX; probed on a small 3x3 shape) and SIMCLR_CPU_CONV is not
+// "reference": train.precision bf16 is then faster than fp32 on the CPU.
+bool conv2d_fast_bf16_here();
 // Which oneDNN implementations serve this shape (benchmarks, logs).
-std::string conv2d_fast_info(const Conv2dShape& s);
+std::string conv2d_fast_info(const Conv2dShape& s, DType dtype = DType::f32);
 
 }  // namespace simclr::cpu
 

@@ -14,6 +14,9 @@
 //   dev   (c) the CUDA kernel in `dtype` run by the emulator against the
 //         float64 CPU reference                                tests/emu/test_op_table_emu.cpp
 //         (d) the same on a GPU, and the op on CUDA tensors     tests/gpu/test_op_table_gpu.cpp
+//         (e) the bf16 dev rows of the ops the CPU backend has in bf16
+//         (train.precision bf16 on the CPU) run there, same tolerances: its
+//         bf16 kernels keep the CUDA twins' convention    tests/test_op_table.cpp
 // CPU modes run with the allocator's debug mode on (engine/device.h: new
 // blocks NaN-filled, guard bytes checked after every op); the kernel modes
 // put guard bytes around every buffer and poison outputs and workspaces with

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -286,10 +287,15 @@ void for_rows(Tol OpCase::*mode, F&& body) {
 // kernel rows (tests/ntxent_case.h runs those): the op on `device` (emu or
 // cuda) against the op in float64 on the CPU. GPU-only rows (opt.emulate =
 // false) run only on a GPU. Returns the number of rows run.
-inline int run_op_rows_on(Device device) {
+// Mode (e), device cpu: the bf16 rows (`only` = bf16) of the ops the CPU
+// backend has in bf16, with the same dev tolerances (its bf16 kernels follow
+// the CUDA twins' convention: bf16 loads and stores, f32 arithmetic).
+inline int run_op_rows_on(Device device, std::optional<DType> only = std::nullopt) {
   int ran = 0;
   for_rows(&OpCase::dev, [&](const OpCase& c, uint64_t seed) {
     if (c.op == Op::ntxent || (device.is_emu() && !c.opt.emulate)) return;
+    if (only && c.dtype != *only) return;
+    if (device.is_cpu() && !supports(DeviceKind::cpu, c.op, c.dtype)) return;
     // A dev tolerance claims that the CUDA backend has the op in this dtype.
     REQUIRE(supports(device.kind, c.op, c.dtype));
     const Inputs in = make_inputs(c, seed), dev = convert(in, c.dtype, device);

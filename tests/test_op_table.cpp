@@ -299,6 +299,25 @@ TEST_CASE("op table (b): reduced precision against float64, forward and gradient
   });
 }
 
+TEST_CASE("op table (e): the CPU backend's bf16 kernels against float64, forward and gradients", "[optable][bf16]") {
+  // The dev rows in bf16 of every op the CPU backend has in bf16 (train.precision
+  // bf16 on the CPU), with the dev tolerances and their reasons: the CPU's bf16
+  // kernels keep the CUDA twins' convention (bf16 loads and stores, f32 arithmetic,
+  // BN mean/invstd stored in bf16; convolutions in oneDNN's bf16 kernels with f32
+  // accumulation, or f32 on widened operands where the CPU has no bf16 kernel).
+  CpuAllocDebug debug;
+  CHECK(test::run_op_rows_on(Device::cpu(), DType::bf16) >= 10);
+  // every (op, bf16) the CPU table claims, the cast aside (mode (b)), has such a row
+  for (int i = 0; i < static_cast<int>(Op::COUNT); i++) {
+    const Op op = static_cast<Op>(i);
+    if (op == Op::cast || !supports(DeviceKind::cpu, op, DType::bf16)) continue;
+    INFO("op " << op_name(op) << " has a CPU bf16 row but no bf16 dev row");
+    const auto& rows = op_cases();
+    CHECK(std::any_of(rows.begin(), rows.end(),
+                      [&](const OpCase& c) { return c.op == op && c.dtype == DType::bf16 && c.dev.on(); }));
+  }
+}
+
 TEST_CASE("op table (fused): fused ops equal their composites, values and gradients", "[optable][fused]") {
   for_rows(&OpCase::fused, [](const OpCase& c, uint64_t seed) {
     const Inputs in = make_inputs(c, seed);

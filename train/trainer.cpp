@@ -21,6 +21,7 @@
 #include "engine/device.h"
 #include "engine/fileio.h"
 #include "engine/profile.h"
+#include "kernels/conv2d.h"
 #include "kernels/registry.h"
 #include "optim/schedule.h"
 #include "train/checkpoint.h"
@@ -62,9 +63,9 @@ std::string missing_step_ops(DeviceKind kind) {
 }  // namespace
 
 void apply_precision(const TrainConfig& tc, Device device) {
-  SIMCLR_CHECK(tc.precision != "bf16" || device.runs_cuda_code(),
-               "train.precision = \"bf16\" needs a CUDA device (train.device = cuda or emu): the CPU backend has no "
-               "bf16 kernels (convolution, batch norm, linear); use fp32 on ", device.str());
+  // bf16 runs on every backend; on the CPU its convolutions are oneDNN's bf16
+  // kernels where the CPU has AVX512-BF16 or AMX, else f32 on widened operands
+  // (correct, but slower than fp32: the trainer says so, cpu_precision_note).
   SIMCLR_CHECK(!tc.cuda_graph || device.runs_cuda_code() || tc.device == "auto",
                "train.cuda_graph = true needs a CUDA device (train.device = cuda or emu), not ", device.str());
   if (!device.is_cuda()) return;  // tf32 and the convolution choices concern CUDA only
@@ -72,6 +73,8 @@ void apply_precision(const TrainConfig& tc, Device device) {
   set_cuda_conv_impl(tc.conv_impl == "ours" ? ConvImpl::ours : ConvImpl::cudnn);
   set_cuda_deterministic(tc.deterministic);
 }
+
+bool cpu_has_fast_bf16() { return cpu::conv2d_fast_bf16_here(); }
 
 Device resolve_device(const std::string& requested, std::string* note) {
   note->clear();
@@ -277,6 +280,9 @@ TrainRun::TrainRun(const RunConfig& cfg, const TrainOptions& opt)
   }
   if (!note.empty()) log_.say("note: %s\n", note.c_str());
   const int threads = set_compute_threads(tc_.threads);
+  if (device_.is_cpu() && tc_.precision == "bf16" && !cpu_has_fast_bf16())
+    log_.say("note: train.precision = \"bf16\" on a CPU without oneDNN bf16 convolution kernels (they need "
+             "AVX512-BF16 or AMX): the convolutions run in f32 on widened operands, slower than fp32\n");
   tune_host_allocator();
   resolved_ = run_config_to_json(cfg_);
   // Host memory (the CPU, the emulated device): refuse what cannot fit before

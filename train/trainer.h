@@ -53,8 +53,11 @@ int set_compute_threads(int threads);
 // build without the emulator, is an error naming the reason.
 Device resolve_device(const std::string& requested, std::string* note);
 // train.precision / conv_impl / deterministic for the CUDA backend (engine/device.h);
-// bf16 (the bf16 step, SimclrModel::compute_dtype) needs a CUDA device: refused on the CPU.
+// bf16 (the bf16 step, SimclrModel::compute_dtype) runs on every device.
 void apply_precision(const TrainConfig& tc, Device device);
+// True when this CPU has oneDNN's bf16 convolution kernels (AVX512-BF16 or
+// AMX), where train.precision bf16 is faster than fp32 on the CPU.
+bool cpu_has_fast_bf16();
 
 // Test seams of train(), called at fixed points of the loop; empty ones cost nothing.
 //   step: the global step (steps done since the start of the run);

@@ -3,7 +3,10 @@
 // last). Every sweep kernel is one pass: per-channel coefficients are folded
 // first so the inner loop over c is a plain multiply-add the compiler
 // vectorises. The finalize kernels turn per-channel double sums into the
-// per-channel T coefficients the sweeps read, in double.
+// per-channel T coefficients the sweeps read, in double. The same code serves
+// bf16 (the CPU backend's bf16 rows): loads widen into acc_t<T> (f32), the
+// arithmetic and block sums are f32, stores round once (kernels/cpu/acc.h);
+// for f32 and f64, acc_t<T> is T.
 #include "kernels/batchnorm.h"
 
 #include <omp.h>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "engine/check.h"
+#include "kernels/cpu/acc.h"
 
 namespace simclr::cpu {
 
@@ -27,9 +31,10 @@ int row_threads(int64_t M, int64_t C) {
 }
 
 // Two per-channel double sums a[C], b[C] over the rows: block(m0, m1, sa, sb)
-// adds rows [m0, m1) into the T sums sa[C], sb[C] (zeroed before each block).
+// adds rows [m0, m1) into the T sums sa[C], sb[C] (zeroed before each block;
+// T is the kernels' arithmetic type acc_t).
 template <class T, class F>
-void reduce_rows(double* a, double* b, int64_t M, int64_t C, F&& block) {
+SIMCLR_CPU_CLONES void reduce_rows(double* a, double* b, int64_t M, int64_t C, F&& block) {
   const int nt = row_threads(M, C);
   std::vector<double> part(static_cast<size_t>(nt * 2 * C), 0.0);  // [nt][2][C]
 #pragma omp parallel num_threads(nt)
@@ -58,15 +63,16 @@ void reduce_rows(double* a, double* b, int64_t M, int64_t C, F&& block) {
 // the first row (0 when M = 0), returned; the block sums stay small and
 // accurate even when |mean| >> std.
 template <class T>
-std::vector<T> shifted_sums(double* s1, double* s2, const T* x, int64_t M, int64_t C) {
-  std::vector<T> shift(x, x + (M > 0 ? C : 0));
-  shift.resize(static_cast<size_t>(C), T(0));
-  const T* k = shift.data();
-  reduce_rows<T>(s1, s2, M, C, [&](int64_t m0, int64_t m1, T* s, T* ss) {
+std::vector<acc_t<T>> shifted_sums(double* s1, double* s2, const T* x, int64_t M, int64_t C) {
+  using A = acc_t<T>;
+  std::vector<A> shift(static_cast<size_t>(C), A(0));
+  for (int64_t c = 0; M > 0 && c < C; c++) shift[c] = ld(x[c]);
+  const A* k = shift.data();
+  reduce_rows<A>(s1, s2, M, C, [&](int64_t m0, int64_t m1, A* s, A* ss) {
     for (int64_t m = m0; m < m1; m++) {
       const T* xm = x + m * C;  // [C]
       for (int64_t c = 0; c < C; c++) {
-        const T d = xm[c] - k[c];
+        const A d = ld(xm[c]) - k[c];
         s[c] += d;
         ss[c] += d * d;
       }
@@ -83,8 +89,8 @@ void batchnorm_stats(double* sum, double* sumsq, const T* x, int64_t M, int64_t 
   // within a few standard deviations of the mean): the T block sums stay
   // small and accurate even when |mean| >> std; converted back exactly enough
   // in double: Σx = S1 + M·k, Σx² = S2 + 2k·S1 + M·k².
-  const std::vector<T> shift = shifted_sums(sum, sumsq, x, M, C);
-  const T* k = shift.data();
+  const std::vector<acc_t<T>> shift = shifted_sums(sum, sumsq, x, M, C);
+  const acc_t<T>* k = shift.data();
   for (int64_t c = 0; c < C; c++) {
     const double kc = static_cast<double>(k[c]), s1 = sum[c], s2 = sumsq[c], n = static_cast<double>(M);
     sum[c] = s1 + n * kc;
@@ -99,8 +105,8 @@ void batchnorm_batch_stats(double* stats, const T* x, int64_t M, int64_t C) {
   // cancellation of Σx² - (Σx)²/M at a large mean.
   double* s1 = stats;      // [C] S1, then mean
   double* s2 = stats + C;  // [C] S2, then M2
-  const std::vector<T> shift = shifted_sums(s1, s2, x, M, C);
-  const T* k = shift.data();
+  const std::vector<acc_t<T>> shift = shifted_sums(s1, s2, x, M, C);
+  const acc_t<T>* k = shift.data();
   const double n = static_cast<double>(M);
   for (int64_t c = 0; c < C; c++) {
     if (M == 0) {
@@ -143,8 +149,8 @@ void batchnorm_finalize(T* mean, T* invstd, B* running_mean, B* running_var, con
   for (int64_t c = 0; c < C; c++) {
     const double mu = stats[c];
     const double var = std::max(stats[C + c] / count, 0.0);  // biased M2/count, for normalising
-    mean[c] = static_cast<T>(mu);
-    invstd[c] = static_cast<T>(1.0 / std::sqrt(var + eps));
+    mean[c] = st<T>(mu);
+    invstd[c] = st<T>(1.0 / std::sqrt(var + eps));
     if (running_mean) running_mean[c] = static_cast<B>((1 - m) * static_cast<double>(running_mean[c]) + m * mu);
     if (running_var) {
       const double var_unbiased = var * count / (count - 1);
@@ -156,27 +162,28 @@ void batchnorm_finalize(T* mean, T* invstd, B* running_mean, B* running_var, con
 template <class T, class B>
 void batchnorm_from_running(T* mean, T* invstd, const B* running_mean, const B* running_var, int64_t C, double eps) {
   for (int64_t c = 0; c < C; c++) {
-    mean[c] = static_cast<T>(static_cast<double>(running_mean[c]));
-    invstd[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
+    mean[c] = st<T>(static_cast<double>(running_mean[c]));
+    invstd[c] = st<T>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
   }
 }
 
 template <class T>
-void batchnorm_forward(T* y, const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, int64_t M,
+SIMCLR_CPU_CLONES void batchnorm_forward(T* y, const T* x, const T* mean, const T* invstd, const T* gamma, const T* beta, int64_t M,
                        int64_t C, bool relu) {
-  std::vector<T> a(static_cast<size_t>(C)), b(static_cast<size_t>(C));  // y = (x - mean)·a + b
+  using A = acc_t<T>;
+  std::vector<A> a(static_cast<size_t>(C)), b(static_cast<size_t>(C));  // y = (x - mean)·a + b
   for (int64_t c = 0; c < C; c++) {
-    a[c] = invstd[c] * (gamma ? gamma[c] : T(1));
-    b[c] = beta ? beta[c] : T(0);
+    a[c] = ld(invstd[c]) * (gamma ? ld(gamma[c]) : A(1));
+    b[c] = beta ? ld(beta[c]) : A(0);
   }
-  const T* pa = a.data();
-  const T* pb = b.data();
-  const T lo = relu ? T(0) : -std::numeric_limits<T>::infinity();
+  const A* pa = a.data();
+  const A* pb = b.data();
+  const A lo = relu ? A(0) : -std::numeric_limits<A>::infinity();
 #pragma omp parallel for if (M * C > kParallelMin)
   for (int64_t m = 0; m < M; m++) {
     const T* xm = x + m * C;  // [C]
     T* ym = y + m * C;        // [C]
-    for (int64_t c = 0; c < C; c++) ym[c] = std::max((xm[c] - mean[c]) * pa[c] + pb[c], lo);
+    for (int64_t c = 0; c < C; c++) ym[c] = st<T>(std::max((ld(xm[c]) - ld(mean[c])) * pa[c] + pb[c], lo));
   }
 }
 
@@ -184,37 +191,39 @@ template <class T>
 void batchnorm_backward_reduce(double* sum_dy, double* sum_dy_xhat, const T* dy, const T* x, const T* y,
                                const T* mean, const T* invstd, int64_t M, int64_t C) {
   // Σ g·(x - mean) per block, scaled by invstd once at the end.
+  using A = acc_t<T>;
   std::vector<double> sdxc(static_cast<size_t>(C));
-  reduce_rows<T>(sum_dy, sdxc.data(), M, C, [&](int64_t m0, int64_t m1, T* sd, T* sdx) {
+  reduce_rows<A>(sum_dy, sdxc.data(), M, C, [&](int64_t m0, int64_t m1, A* sd, A* sdx) {
     for (int64_t m = m0; m < m1; m++) {
       const T* xm = x + m * C;    // [C]
       const T* dym = dy + m * C;  // [C]
       if (y) {
         const T* ym = y + m * C;  // [C]
         for (int64_t c = 0; c < C; c++) {
-          const T d = dym[c];  // loaded unconditionally: the select then vectorises
-          const T g = ym[c] > T(0) ? d : T(0);
+          const A d = ld(dym[c]);  // loaded unconditionally: the select then vectorises
+          const A g = ld(ym[c]) > A(0) ? d : A(0);
           sd[c] += g;
-          sdx[c] += g * (xm[c] - mean[c]);
+          sdx[c] += g * (ld(xm[c]) - ld(mean[c]));
         }
       } else {
         for (int64_t c = 0; c < C; c++) {
-          sd[c] += dym[c];
-          sdx[c] += dym[c] * (xm[c] - mean[c]);
+          sd[c] += ld(dym[c]);
+          sdx[c] += ld(dym[c]) * (ld(xm[c]) - ld(mean[c]));
         }
       }
     }
   });
-  for (int64_t c = 0; c < C; c++) sum_dy_xhat[c] = sdxc[c] * static_cast<double>(invstd[c]);
+  for (int64_t c = 0; c < C; c++) sum_dy_xhat[c] = sdxc[c] * static_cast<double>(ld(invstd[c]));
 }
 
 template <class T>
 void batchnorm_backward_finalize(T* dgamma, T* dbeta, T* mean_dy, T* mean_dy_xhat, const double* red,
                                  const double* red_all, const double* stats, int64_t C) {
+  using A = acc_t<T>;
   if (dgamma)
-    for (int64_t c = 0; c < C; c++) dgamma[c] += static_cast<T>(red[C + c]);
+    for (int64_t c = 0; c < C; c++) dgamma[c] = st<T>(ld(dgamma[c]) + static_cast<A>(red[C + c]));
   if (dbeta)
-    for (int64_t c = 0; c < C; c++) dbeta[c] += static_cast<T>(red[c]);
+    for (int64_t c = 0; c < C; c++) dbeta[c] = st<T>(ld(dbeta[c]) + static_cast<A>(red[c]));
   if (!mean_dy) return;
   if (!red_all) {  // eval: the statistics are constants
     std::fill(mean_dy, mean_dy + C, T(0));
@@ -223,25 +232,26 @@ void batchnorm_backward_finalize(T* dgamma, T* dbeta, T* mean_dy, T* mean_dy_xha
   }
   const double count = stats[2 * C];
   for (int64_t c = 0; c < C; c++) {
-    mean_dy[c] = static_cast<T>(red_all[c] / count);
-    mean_dy_xhat[c] = static_cast<T>(red_all[C + c] / count);
+    mean_dy[c] = st<T>(red_all[c] / count);
+    mean_dy_xhat[c] = st<T>(red_all[C + c] / count);
   }
 }
 
 template <class T>
-void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, const T* y, const T* mean,
+SIMCLR_CPU_CLONES void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, const T* y, const T* mean,
                            const T* invstd, const T* gamma, const T* mean_dy, const T* mean_dy_xhat, int64_t M,
                            int64_t C) {
   // dx = k·g + (x - mean)·p + q  with k = γ·invstd, p = -k·invstd·mean_dy_xhat, q = -k·mean_dy
-  std::vector<T> k(static_cast<size_t>(C)), p(static_cast<size_t>(C)), q(static_cast<size_t>(C));
+  using A = acc_t<T>;
+  std::vector<A> k(static_cast<size_t>(C)), p(static_cast<size_t>(C)), q(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; c++) {
-    k[c] = invstd[c] * (gamma ? gamma[c] : T(1));
-    p[c] = -k[c] * invstd[c] * mean_dy_xhat[c];
-    q[c] = -k[c] * mean_dy[c];
+    k[c] = ld(invstd[c]) * (gamma ? ld(gamma[c]) : A(1));
+    p[c] = -k[c] * ld(invstd[c]) * ld(mean_dy_xhat[c]);
+    q[c] = -k[c] * ld(mean_dy[c]);
   }
-  const T* pk = k.data();
-  const T* pp = p.data();
-  const T* pq = q.data();
+  const A* pk = k.data();
+  const A* pp = p.data();
+  const A* pq = q.data();
 #pragma omp parallel for if (M * C > kParallelMin)
   for (int64_t m = 0; m < M; m++) {
     const T* xm = x + m * C;    // [C]
@@ -251,19 +261,20 @@ void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, cons
       const T* ym = y + m * C;  // [C]
       if (accumulate) {
         for (int64_t c = 0; c < C; c++) {
-          const T d = dym[c];
-          dxm[c] += pk[c] * (ym[c] > T(0) ? d : T(0)) + (xm[c] - mean[c]) * pp[c] + pq[c];
+          const A d = ld(dym[c]);
+          dxm[c] = st<T>(ld(dxm[c]) + (pk[c] * (ld(ym[c]) > A(0) ? d : A(0)) + (ld(xm[c]) - ld(mean[c])) * pp[c] + pq[c]));
         }
       } else {
         for (int64_t c = 0; c < C; c++) {
-          const T d = dym[c];
-          dxm[c] = pk[c] * (ym[c] > T(0) ? d : T(0)) + (xm[c] - mean[c]) * pp[c] + pq[c];
+          const A d = ld(dym[c]);
+          dxm[c] = st<T>(pk[c] * (ld(ym[c]) > A(0) ? d : A(0)) + (ld(xm[c]) - ld(mean[c])) * pp[c] + pq[c]);
         }
       }
     } else if (accumulate) {
-      for (int64_t c = 0; c < C; c++) dxm[c] += pk[c] * dym[c] + (xm[c] - mean[c]) * pp[c] + pq[c];
+      for (int64_t c = 0; c < C; c++)
+        dxm[c] = st<T>(ld(dxm[c]) + (pk[c] * ld(dym[c]) + (ld(xm[c]) - ld(mean[c])) * pp[c] + pq[c]));
     } else {
-      for (int64_t c = 0; c < C; c++) dxm[c] = pk[c] * dym[c] + (xm[c] - mean[c]) * pp[c] + pq[c];
+      for (int64_t c = 0; c < C; c++) dxm[c] = st<T>(pk[c] * ld(dym[c]) + (ld(xm[c]) - ld(mean[c])) * pp[c] + pq[c]);
     }
   }
 }
@@ -286,6 +297,7 @@ void batchnorm_backward_dx(T* dx, bool accumulate, const T* dy, const T* x, cons
                                          const T*, const T*, int64_t, int64_t);
 INSTANTIATE(float)
 INSTANTIATE(double)
+INSTANTIATE(bf16)  // the CPU backend's bf16 rows
 #undef INSTANTIATE
 #undef INSTANTIATE_RUNNING
 

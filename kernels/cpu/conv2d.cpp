@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/blas.h"
+#include "kernels/cpu/acc.h"
 
 namespace simclr::cpu {
 
@@ -203,6 +204,45 @@ void conv2d_backward_cpu(T* dx, bool dx_accumulate, T* dw, const T* dy, const T*
   }
   if (dx && !dx_accumulate) std::fill(dx, dx + s.N * s.H * s.W * s.C, T(0));
   conv2d_backward(dx, dw, dy, x, w, s);
+}
+
+namespace {
+std::vector<float> widen(const bf16* x, int64_t n) {
+  std::vector<float> v(static_cast<size_t>(x ? n : 0));
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < (x ? n : 0); i++) v[i] = ld(x[i]);
+  return v;
+}
+bool use_fast_bf16(const Conv2dShape& s) { return conv2d_fast_available() && conv2d_fast_supports(s, DType::bf16); }
+}  // namespace
+
+template <>
+void conv2d_forward_cpu<bf16>(bf16* y, const bf16* x, const bf16* w, const Conv2dShape& s) {
+  if (use_fast_bf16(s)) return conv2d_forward_fast(y, x, w, s);
+  const std::vector<float> xf = widen(x, s.N * s.H * s.W * s.C), wf = widen(w, s.O * s.K());
+  const int64_t n = s.N * s.Ho() * s.Wo() * s.O;
+  std::vector<float> yf(static_cast<size_t>(n));
+  conv2d_forward_cpu<float>(yf.data(), xf.data(), wf.data(), s);
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; i++) y[i] = st<bf16>(yf[i]);
+}
+
+template <>
+void conv2d_backward_cpu<bf16>(bf16* dx, bool dx_accumulate, bf16* dw, const bf16* dy, const bf16* x, const bf16* w,
+                               const Conv2dShape& s) {
+  if (!dx && !dw) return;
+  if (use_fast_bf16(s)) return conv2d_backward_fast(dx, dx_accumulate, dw, dy, x, w, s);
+  const int64_t nx = s.N * s.H * s.W * s.C, nw = s.O * s.K();
+  const std::vector<float> dyf = widen(dy, s.N * s.Ho() * s.Wo() * s.O), xf = widen(dw ? x : nullptr, nx),
+                           wf = widen(dx ? w : nullptr, nw);
+  std::vector<float> dxf(static_cast<size_t>(dx ? nx : 0)), dwf(static_cast<size_t>(dw ? nw : 0), 0.0f);
+  conv2d_backward_cpu<float>(dx ? dxf.data() : nullptr, false, dw ? dwf.data() : nullptr, dyf.data(), xf.data(),
+                             wf.data(), s);
+  if (dx) {
+#pragma omp parallel for simd if (nx > 65536)
+    for (int64_t i = 0; i < nx; i++) dx[i] = st<bf16>(dx_accumulate ? ld(dx[i]) + dxf[i] : dxf[i]);
+  }
+  for (int64_t i = 0; dw && i < nw; i++) dw[i] = st<bf16>(ld(dw[i]) + dwf[i]);
 }
 
 #define INSTANTIATE(T)                                                                               \

@@ -2,7 +2,8 @@
 // (op, dtype), each a kernel set of kernels/X.h filled with the CPU kernels
 // of kernels/cpu/X.cpp (kernels/registry.h). supports() and dispatch<>() read
 // this table and nothing else: an op gains the CPU backend by its two rows
-// here (f32 and f64; f64 serves the gradient checks).
+// here (f32 and f64; f64 serves the gradient checks), and bf16 rows for the
+// ops of the model under train.precision bf16.
 #include "kernels/batchnorm.h"
 #include "kernels/cast.h"
 #include "kernels/conv2d.h"
@@ -75,8 +76,7 @@ constexpr NtxentKernels<float> ntxent_k<float>{
     .backward = &ntxent_cpu_f32_backward,
 };
 
-// cast: every pair of f32, f64, bf16 (the bf16 row serves the casts back from
-// bf16 activations; the CPU has no other bf16 kernel).
+// cast: every pair of f32, f64, bf16.
 template <class T>
 constexpr CastKernels<T> cast_k{&cast_kernel<T, float>, &cast_kernel<T, double>, &cast_kernel<T, bf16>};
 
@@ -88,6 +88,14 @@ constexpr KernelRow kRows[] = {
     ROWS(max_pool2d_k),   ROWS(global_avg_pool_k), ROWS(batch_norm_k), ROWS(l2_normalize_k),
     ROWS(cross_entropy_k), ROWS(ntxent_k),        ROWS(cast_k),
     kernel_row(cast_k<bf16>),
+    // bf16 (train.precision bf16 on the CPU): the ops of the encoder and head.
+    // The same kernels over bf16 storage with f32 arithmetic (kernels/cpu/acc.h),
+    // oneDNN's bf16 convolutions where the CPU has AVX512-BF16/AMX
+    // (kernels/conv2d.h); the loss runs on z cast back to f32.
+    kernel_row(relu_k<bf16>), kernel_row(add_k<bf16>), kernel_row(add_relu_k<bf16>),
+    kernel_row(sum_product_k<bf16>), kernel_row(mean_k<bf16>), kernel_row(scale_k<bf16>),
+    kernel_row(linear_k<bf16>), kernel_row(conv2d_k<bf16>), kernel_row(max_pool2d_k<bf16>),
+    kernel_row(global_avg_pool_k<bf16>), kernel_row(batch_norm_k<bf16>),
 };
 #undef ROWS
 }  // namespace

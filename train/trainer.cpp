@@ -876,6 +876,7 @@ StepTiming measure_step_seconds(const RunConfig& cfg, int steps) {
   Loader loader(ds, cfg.data, train_loader_options(cfg.data, cfg.train.batch, cfg.train.seed));
   SimclrModel model(cfg.model, &cfg.head);
   model.init(cfg.train.seed);
+  model.compute_dtype = cfg.train.precision == "bf16" ? DType::bf16 : DType::f32;  // the step the run will take
   std::unique_ptr<Optimizer> optim = make_optimizer(cfg.optimizer, model.store);
   double t0 = 0;
   for (int s = 0; s <= steps; s++) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "engine/dtype.h"
 
@@ -63,6 +64,15 @@ inline T st(A v) {
     return b;
   } else
     return static_cast<T>(v);
+}
+
+// The f32 copy of n bf16 values (exact); empty for a null x. The bf16 paths that
+// run an f32 kernel on widened operands (linear, the convolution fallback) use it.
+inline std::vector<float> widen(const bf16* x, int64_t n) {
+  std::vector<float> v(static_cast<size_t>(x ? n : 0));
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < (x ? n : 0); i++) v[i] = ld(x[i]);
+  return v;
 }
 
 }  // namespace simclr::cpu

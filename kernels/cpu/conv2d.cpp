@@ -207,12 +207,6 @@ void conv2d_backward_cpu(T* dx, bool dx_accumulate, T* dw, const T* dy, const T*
 }
 
 namespace {
-std::vector<float> widen(const bf16* x, int64_t n) {
-  std::vector<float> v(static_cast<size_t>(x ? n : 0));
-#pragma omp parallel for simd if (n > 65536)
-  for (int64_t i = 0; i < (x ? n : 0); i++) v[i] = ld(x[i]);
-  return v;
-}
 bool use_fast_bf16(const Conv2dShape& s) { return conv2d_fast_available() && conv2d_fast_supports(s, DType::bf16); }
 }  // namespace
 

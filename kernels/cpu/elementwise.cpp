@@ -170,11 +170,6 @@ void linear_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, i
 // as y = bf16(f32(y) + f32 result). The head's GEMMs are small (at most a few
 // hundred rows and columns), so the widening costs little beside the convolutions.
 namespace {
-std::vector<float> widen(const bf16* x, int64_t n) {
-  std::vector<float> v(static_cast<size_t>(x ? n : 0));
-  for (int64_t i = 0; x && i < n; i++) v[i] = ld(x[i]);
-  return v;
-}
 void narrow_into(bf16* y, const std::vector<float>& v, bool accumulate) {
   for (size_t i = 0; i < v.size(); i++) y[i] = st<bf16>(accumulate ? ld(y[i]) + v[i] : v[i]);
 }

@@ -15,7 +15,11 @@
 #   --out DIR      results directory (default runs/recipe_study): DIR/<variant>/ run dirs,
 #                  DIR/<variant>.log outputs, DIR/variants.tsv, DIR/study.md
 #   --only F       only factor F (tau | lr | crop | batch | width) and the base recipe;
-#                  F=V: only that one variant (e.g. tau=0.2; a base value gives "base")
+#                  F=V: only that one variant (e.g. tau=0.2; a base value gives "base");
+#                  a comma-separated list of these runs their union, in the order given
+#                  (e.g. base,tau=0.2,lr=2.4), each variant once
+#   --baselines-once  the random-init and raw-pixel probes in the base run only (they do
+#                  not depend on the recipe's factors; the other variants skip them)
 #   --holdout F    eval.holdout (default 0.1)
 #   --simclr PATH  the simclr binary (default $SIMCLR or build/simclr)
 #   --set KEY=V    an extra override for every variant (repeatable; e.g. train.threads=2)
@@ -24,7 +28,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
-epochs="" budget="" out="runs/recipe_study" only="" holdout="0.1" dry=0
+epochs="" budget="" out="runs/recipe_study" only="" holdout="0.1" dry=0 once=0
 simclr="${SIMCLR:-$root/build/simclr}"
 extra=()
 die() { echo "recipe_study.sh: $*" >&2; exit 2; }
@@ -37,8 +41,9 @@ while [ $# -gt 0 ]; do
     --holdout) [ $# -ge 2 ] || die "--holdout needs a value"; holdout="$2"; shift 2 ;;
     --simclr) [ $# -ge 2 ] || die "--simclr needs a value"; simclr="$2"; shift 2 ;;
     --set) [ $# -ge 2 ] || die "--set needs KEY=VALUE"; extra+=("$2"); shift 2 ;;
+    --baselines-once) once=1; shift ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -65,24 +70,36 @@ setting_of() {  # factor value -> KEY=VALUE
 
 # the variants: name<TAB>setting ("base" has none)
 variants=()
+add_variant() {  # name<TAB>setting, once
+  local v
+  for v in ${variants[@]+"${variants[@]}"}; do [ "${v%%	*}" = "${1%%	*}" ] && return 0; done
+  variants+=("$1")
+}
 add_factor() {
   local f="$1" v
   for v in $(values_of "$f"); do
     [ "$v" = "$(base_of "$f")" ] && continue
-    variants+=("$f=$v	$(setting_of "$f" "$v")")
+    add_variant "$f=$v	$(setting_of "$f" "$v")"
   done
 }
 if [ -z "$only" ]; then
-  variants+=("base	")
+  add_variant "base	"
   for f in $factors; do add_factor "$f"; done
-elif [[ "$only" == *=* ]]; then
-  f="${only%%=*}" v="${only#*=}"
-  [ -n "$(key_of "$f")" ] || die "--only: unknown factor '$f' (tau, lr, crop, batch, width)"
-  if [ "$v" = "$(base_of "$f")" ]; then variants+=("base	"); else variants+=("$f=$v	$(setting_of "$f" "$v")"); fi
 else
-  [ -n "$(key_of "$only")" ] || die "--only: unknown factor '$only' (tau, lr, crop, batch, width)"
-  variants+=("base	")
-  add_factor "$only"
+  IFS=, read -r -a picks <<< "$only"
+  for p in "${picks[@]}"; do
+    if [ "$p" = base ]; then
+      add_variant "base	"
+    elif [[ "$p" == *=* ]]; then
+      f="${p%%=*}" v="${p#*=}"
+      [ -n "$(key_of "$f")" ] || die "--only: unknown factor '$f' (tau, lr, crop, batch, width)"
+      if [ "$v" = "$(base_of "$f")" ]; then add_variant "base	"; else add_variant "$f=$v	$(setting_of "$f" "$v")"; fi
+    else
+      [ -n "$(key_of "$p")" ] || die "--only: unknown factor '$p' (tau, lr, crop, batch, width)"
+      add_variant "base	"
+      add_factor "$p"
+    fi
+  done
 fi
 
 [ $dry -eq 1 ] || { [ -x "$simclr" ] || die "no simclr binary at '$simclr' (build it, or --simclr PATH)"; mkdir -p "$out"; : > "$out/variants.tsv"; }
@@ -91,6 +108,7 @@ for entry in "${variants[@]}"; do
   name="${entry%%	*}" setting="${entry#*	}"
   cmd=("$simclr" quickstart "${length[@]}" --run-dir "$out/$name" --set "eval.holdout=$holdout")
   [ -n "$setting" ] && cmd+=(--set "$setting")
+  [ $once -eq 1 ] && [ "$name" != base ] && cmd+=(--set eval.random_init=false --set eval.raw_pixels=false)
   for e in ${extra[@]+"${extra[@]}"}; do cmd+=(--set "$e"); done
   if [ $dry -eq 1 ]; then
     printf '%q ' "${cmd[@]}"; echo

@@ -12,6 +12,10 @@ minimum, 3 epochs, or a few more on a fast machine):
   2. That command, run as printed (only the program path replaced), gives the
      same three accuracies and the same epoch mean losses, to the last digit:
      the timing chose the epoch count and nothing else.
+  3. The precision: bf16 by itself where the CPU has AVX512-BF16 or AMX and
+     there is no CUDA device (the output says so), fp32 elsewhere; the
+     calibration timed steps of that precision (results.json
+     calibration.step_precision).
   The estimate of the evaluation and the measured time are printed, not
   compared (a timing).
 Prints SKIPPED when Fashion-MNIST is not installed."""
@@ -75,6 +79,22 @@ def main():
     check(cal.get("repeat") == repeat and cal.get("epochs_from") == "calibration" and
           cal.get("eval_estimate_seconds", 0) > 0 and cal.get("seconds_per_step", 0) > 0,
           "results.json records the calibration: %s" % cal)
+    # 3. the precision: bf16 by itself on a CPU with oneDNN's bf16 convolution kernels
+    #    (AVX512-BF16 or AMX, no CUDA device), fp32 elsewhere; the calibration timed
+    #    steps of the precision the run took
+    flags = set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    want = "bf16" if (flags & {"avx512_bf16", "amx_bf16"}) and "CUDA: available" not in out else "fp32"
+    took = json.load(open(os.path.join(first, "config.json")))["train"].get("precision", "fp32")
+    check(took == want and (("\nprecision: bf16 (" in out) == (want == "bf16")),
+          "precision %s on this CPU (flags %s): the run took %s" %
+          (want, sorted(flags & {"avx512_bf16", "amx_bf16", "avx512f"}), took))
+    check(cal.get("step_precision") == want, "the calibration timed %s steps: %s" % (want, cal))
     # (how close the estimate comes is a timing, not asserted: printed for the log)
     print("   evaluation: estimated %.1f s, measured %.1f s" % (cal["eval_estimate_seconds"], res["eval_seconds"]))
     acc1, loss1 = numbers(out)

@@ -5,7 +5,9 @@ Usage: recipe_study_check.py <simclr> <recipe_study.sh> <scratch dir>
   1. --dry-run prints one `simclr quickstart` command per variant: the base
      recipe plus every non-base value of the five factors (1 + 3 + 2 + 2 + 2 +
      2 = 12), each with --set eval.holdout=0.1 and its one override; --only
-     narrows to a factor; nothing is run or written.
+     narrows to a factor or a comma-separated list of factors and variants;
+     --baselines-once leaves the two baselines to the base run; nothing is
+     run or written.
   2. One variant (--only tau=0.2), made tiny by --set (512 training images,
      batch 64, width 1/16, one L2 value, 10 L-BFGS iterations, one thread),
      1 epoch, with data.path pointing at a folder that holds only the training
@@ -57,6 +59,15 @@ def main():
     only = run(["bash", script, "--dry-run", "--simclr", simclr, "--only", "batch", "--budget", "30"], "--only")
     lines = [l for l in only.splitlines() if l.strip()]
     check(len(lines) == 3 and all("--budget 30" in l for l in lines), "--only batch: base, 128, 512:\n" + only)
+    many = run(["bash", script, "--dry-run", "--simclr", simclr, "--only", "base,tau=0.2,lr,tau=0.2",
+                "--baselines-once"], "--only a list")
+    lines = [l for l in many.splitlines() if l.strip()]
+    check(len(lines) == 4 and "/base " in lines[0] and "loss.temperature=0.2" in lines[1] and
+          "optimizer.lr=0.6" in lines[2] and "optimizer.lr=2.4" in lines[3],
+          "--only base,tau=0.2,lr,tau=0.2: base, tau 0.2, the two lr values, each once, in order:\n" + many)
+    check("eval.raw_pixels=false" not in lines[0] and
+          all("eval.random_init=false" in l and "eval.raw_pixels=false" in l for l in lines[1:]),
+          "--baselines-once: the baselines run in the base variant only:\n" + many)
     p = subprocess.run(["bash", script, "--dry-run", "--only", "depth"], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     check(p.returncode != 0 and "unknown factor" in p.stdout, "an unknown factor is an error: " + p.stdout)

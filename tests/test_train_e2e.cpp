@@ -573,6 +573,13 @@ TEST_CASE("measure_step_seconds: the quickstart calibration times real steps", "
   CHECK(t.steps_per_epoch == 8);
   CHECK(t.seconds_per_step > 0);
   CHECK(t.seconds_per_step < 60);
+  CHECK(t.compute_dtype == DType::f32);
+  // it times the steps the run will take: bf16 ones for train.precision bf16
+  // (until b5f1813 it timed fp32 steps whatever the run's precision)
+  cfg.train.precision = "bf16";
+  const StepTiming b = measure_step_seconds(cfg, 1);
+  CHECK(b.compute_dtype == DType::bf16);
+  CHECK(b.steps_per_epoch == 8);
 }
 
 // data.augment_on: gpu on the emulated device (the loader gathers sources and

@@ -396,6 +396,7 @@ int simclr_main(int argc, char** argv) {
                   fmt_time(epoch_s * static_cast<double>(epochs)).c_str(), fmt_time(budget).c_str(),
                   epoch_s * 3 > left ? " (3 epochs do not fit: running the minimum anyway)" : "");
       calibration["seconds_per_step"] = t.seconds_per_step;
+      calibration["step_precision"] = t.compute_dtype == DType::bf16 ? "bf16" : "fp32";
       calibration["eval_estimate_seconds"] = ev.total();
       calibration["budget_seconds"] = budget;
     }

@@ -886,6 +886,7 @@ StepTiming measure_step_seconds(const RunConfig& cfg, int steps) {
   StepTiming t;
   t.seconds_per_step = (now_s() - t0) / std::max(steps, 1);
   t.steps_per_epoch = loader.batches_per_epoch();
+  t.compute_dtype = model.compute_dtype;
   return t;
 }
 

@@ -109,6 +109,7 @@ TrainResult train(const RunConfig& cfg, const TrainOptions& opt);
 struct StepTiming {
   double seconds_per_step = 0;
   int64_t steps_per_epoch = 0;
+  DType compute_dtype = DType::f32;  // the precision the timed steps ran in (the run's train.precision)
 };
 StepTiming measure_step_seconds(const RunConfig& cfg, int steps);
 

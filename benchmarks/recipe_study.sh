@@ -62,7 +62,7 @@ factors="tau lr crop batch width"
 key_of() { case "$1" in tau) echo loss.temperature ;; lr) echo optimizer.lr ;; crop) echo data.augment.crop_scale ;;
                         batch) echo train.batch ;; width) echo model.width ;; esac; }
 base_of() { case "$1" in tau) echo 0.5 ;; lr) echo 1.2 ;; crop) echo 0.2 ;; batch) echo 256 ;; width) echo 0.25 ;; esac; }
-values_of() { case "$1" in tau) echo 0.1 0.2 0.5 1.0 ;; lr) echo 0.6 1.2 2.4 ;; crop) echo 0.08 0.2 0.4 ;;
+values_of() { case "$1" in tau) echo 0.1 0.2 0.5 1.0 ;; lr) echo 0.6 1.2 2.4 4.8 ;; crop) echo 0.08 0.2 0.4 ;;
                            batch) echo 128 256 512 ;; width) echo 0.125 0.25 0.5 ;; esac; }
 setting_of() {  # factor value -> KEY=VALUE
   if [ "$1" = crop ]; then echo "$(key_of crop)=[$2,1.0]"; else echo "$(key_of "$1")=$2"; fi

@@ -4,7 +4,7 @@ Usage: recipe_study_check.py <simclr> <recipe_study.sh> <scratch dir>
 
   1. --dry-run prints one `simclr quickstart` command per variant: the base
      recipe plus every non-base value of the five factors (1 + 3 + 2 + 2 + 2 +
-     2 = 12), each with --set eval.holdout=0.1 and its one override; --only
+     2 = 13), each with --set eval.holdout=0.1 and its one override; --only
      narrows to a factor or a comma-separated list of factors and variants;
      --baselines-once leaves the two baselines to the base run; nothing is
      run or written.
@@ -15,6 +15,9 @@ Usage: recipe_study_check.py <simclr> <recipe_study.sh> <scratch dir>
      loss.temperature 0.2 and scored on 51 held-out images (round(0.1 * 512)),
      results.json and the metrics lines say "holdout", and the table printed
      (and written to study.md) has its row with three accuracies.
+  3. --only base,tau=0.2 --baselines-once, as tiny: the base run has the two
+     baselines, the tau=0.2 run does not run them (its summary says so,
+     results.json lacks them) and its row shows "-" for them.
 Prints SKIPPED when Fashion-MNIST is not installed."""
 import json
 import os
@@ -47,10 +50,10 @@ def main():
     # 1. the commands
     dry = run(["bash", script, "--dry-run", "--simclr", simclr, "--out", out, "--epochs", "2"], "--dry-run")
     cmds = [l for l in dry.splitlines() if l.strip()]
-    check(len(cmds) == 12, "12 variants (base + 11 one-factor changes): %d\n%s" % (len(cmds), dry))
+    check(len(cmds) == 13, "13 variants (base + 12 one-factor changes): %d\n%s" % (len(cmds), dry))
     check(all(" quickstart --epochs 2 " in c and "eval.holdout=0.1" in c for c in cmds),
           "each a quickstart with --epochs 2 and eval.holdout=0.1")
-    for s in ["loss.temperature=0.1", "loss.temperature=1.0", "optimizer.lr=0.6", "optimizer.lr=2.4",
+    for s in ["loss.temperature=0.1", "loss.temperature=1.0", "optimizer.lr=0.6", "optimizer.lr=2.4", "optimizer.lr=4.8",
               "train.batch=128", "train.batch=512", "model.width=0.125", "model.width=0.5"]:
         check(sum(("--set " + s + " ") in (c + " ") for c in cmds) == 1,
               "one command sets %s" % s)
@@ -62,9 +65,9 @@ def main():
     many = run(["bash", script, "--dry-run", "--simclr", simclr, "--only", "base,tau=0.2,lr,tau=0.2",
                 "--baselines-once"], "--only a list")
     lines = [l for l in many.splitlines() if l.strip()]
-    check(len(lines) == 4 and "/base " in lines[0] and "loss.temperature=0.2" in lines[1] and
-          "optimizer.lr=0.6" in lines[2] and "optimizer.lr=2.4" in lines[3],
-          "--only base,tau=0.2,lr,tau=0.2: base, tau 0.2, the two lr values, each once, in order:\n" + many)
+    check(len(lines) == 5 and "/base " in lines[0] and "loss.temperature=0.2" in lines[1] and
+          "optimizer.lr=0.6" in lines[2] and "optimizer.lr=2.4" in lines[3] and "optimizer.lr=4.8" in lines[4],
+          "--only base,tau=0.2,lr,tau=0.2: base, tau 0.2, the three other lr values, each once, in order:\n" + many)
     check("eval.raw_pixels=false" not in lines[0] and
           all("eval.random_init=false" in l and "eval.raw_pixels=false" in l for l in lines[1:]),
           "--baselines-once: the baselines run in the base variant only:\n" + many)
@@ -106,6 +109,26 @@ def main():
     check("held-out top-1" in table.splitlines()[0], "the header says held-out")
     check(open(os.path.join(out, "study.md")).read() == table, "study.md holds the same table")
     print(table)
+
+    # 3. --baselines-once: the other variants skip the two baselines (not run, "-" in the table)
+    out2 = os.path.join(scratch, "out_once")
+    cmd = ["bash", script, "--simclr", simclr, "--out", out2, "--epochs", "1", "--only", "base,tau=0.2",
+           "--baselines-once", "--set", "data.path=" + data]
+    for s in SMALL:
+        cmd += ["--set", s]
+    table2 = run(cmd, "recipe_study.sh --only base,tau=0.2 --baselines-once")
+    res_b = json.load(open(os.path.join(out2, "base", "results.json")))
+    res_t = json.load(open(os.path.join(out2, "tau=0.2", "results.json")))
+    check("random_init" in res_b and "raw_pixels" in res_b, "the base run has both baselines")
+    check("random_init" not in res_t and "raw_pixels" not in res_t and "encoder" in res_t,
+          "the tau=0.2 run skipped them: %s" % sorted(res_t))
+    log2 = open(os.path.join(out2, "tau=0.2.log")).read()
+    check("random-init encoder   not run (eval.random_init false)" in log2 and
+          "raw pixels            not run (eval.raw_pixels false)" in log2 and "random-init encoder:" not in log2,
+          "its summary says the baselines were not run:\n" + log2[-1500:])
+    check(re.search(r"^\| tau=0\.2 \| [^|]+ \| 1 \| [^|]+ \| \d+ \| [0-9.]+% \| - \| - \|$", table2, re.M) and
+          re.search(r"^\| base \| [^|]+ \| 1 \| [^|]+ \| \d+ \| [0-9.]+% \| [0-9.]+% \| [0-9.]+% \|$", table2, re.M),
+          "the table: three accuracies for base, '-' for the skipped baselines:\n" + table2)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -434,12 +435,19 @@ int simclr_main(int argc, char** argv) {
     load_model_tensors(ck, pre.store, /*skip_head=*/true);
     ProbeReport p_pre = probe_encoder(*pre.encoder, cfg, true, false, "SimCLR encoder", progress);
     print_probe(p_pre);
-    SimclrModel rnd(cfg.model, nullptr);
-    rnd.init(cfg.train.seed);
-    ProbeReport p_rnd = probe_encoder(*rnd.encoder, cfg, true, false, "random-init encoder", progress);
-    print_probe(p_rnd);
-    ProbeReport p_px = probe_pixels(cfg);
-    print_probe(p_px);
+    // The two baselines unless --set eval.random_init=false / eval.raw_pixels=false
+    // (benchmarks/recipe_study.sh --baselines-once: they do not depend on the recipe).
+    std::optional<ProbeReport> p_rnd, p_px;
+    if (cfg.eval.random_init) {
+      SimclrModel rnd(cfg.model, nullptr);
+      rnd.init(cfg.train.seed);
+      p_rnd = probe_encoder(*rnd.encoder, cfg, true, false, "random-init encoder", progress);
+      print_probe(*p_rnd);
+    }
+    if (cfg.eval.raw_pixels) {
+      p_px = probe_pixels(cfg);
+      print_probe(*p_px);
+    }
     const double eval_s = now_s() - t_eval, all_s = now_s() - t_all;
 
     json results = {{"pretrain_seconds", tr.seconds},
@@ -449,14 +457,15 @@ int simclr_main(int argc, char** argv) {
                     {"epochs", cfg.train.epochs},
                     {"calibration", calibration},
                     {"encoder", p_pre.to_json()},
-                    {"random_init", p_rnd.to_json()},
-                    {"raw_pixels", p_px.to_json()},
                     {"split", cfg.eval.holdout > 0 ? "holdout" : "test"},
                     {"holdout", cfg.eval.holdout},
                     {"commit", SIMCLR_GIT_COMMIT},
                     {"cores", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))}};
+    if (p_rnd) results["random_init"] = p_rnd->to_json();
+    if (p_px) results["raw_pixels"] = p_px->to_json();
     write_file_atomic((fs::path(cfg.train.run_dir) / "results.json").string(), results.dump(2) + "\n");
-    for (const ProbeReport* p : {&p_pre, &p_rnd, &p_px}) {
+    for (const ProbeReport* p : {&p_pre, p_rnd ? &*p_rnd : nullptr, p_px ? &*p_px : nullptr}) {
+      if (!p) continue;
       json l = p->to_json();
       l["eval"] = "linear";
       append_metrics(cfg.train.run_dir, l);
@@ -472,8 +481,14 @@ int simclr_main(int argc, char** argv) {
     else
       std::printf("  linear probe, test top-1 (top-5):\n");
     std::printf("    SimCLR encoder        %6.2f%%  (%.2f%%)\n", 100 * p_pre.linear.top1, 100 * p_pre.linear.top5);
-    std::printf("    random-init encoder   %6.2f%%  (%.2f%%)\n", 100 * p_rnd.linear.top1, 100 * p_rnd.linear.top5);
-    std::printf("    raw pixels            %6.2f%%  (%.2f%%)\n", 100 * p_px.linear.top1, 100 * p_px.linear.top5);
+    if (p_rnd)
+      std::printf("    random-init encoder   %6.2f%%  (%.2f%%)\n", 100 * p_rnd->linear.top1, 100 * p_rnd->linear.top5);
+    else
+      std::printf("    random-init encoder   not run (eval.random_init false)\n");
+    if (p_px)
+      std::printf("    raw pixels            %6.2f%%  (%.2f%%)\n", 100 * p_px->linear.top1, 100 * p_px->linear.top5);
+    else
+      std::printf("    raw pixels            not run (eval.raw_pixels false)\n");
     std::printf("  pretraining wall time   %s  (%.0f views/s)\n", fmt_time(tr.seconds).c_str(), tr.views_per_second);
     if (calibration.contains("eval_estimate_seconds"))
       std::printf("  evaluation wall time    %s (estimated before training: %s)\n", fmt_time(eval_s).c_str(),

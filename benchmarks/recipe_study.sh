@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # benchmarks/recipe_study.sh - the recipe study of issue 18: `simclr quickstart`
 # with one factor changed at a time around the quickstart recipe
-# (train/run_config.cpp quickstart_config: tau 0.5, LARS base lr 1.2, crop
+# (train/run_config.cpp quickstart_config: tau 0.5, LARS base lr 9.6, crop
 # scale min 0.2, batch 256, width 0.25), each scored by linear probes on a
 # held-out part of the training split (eval.holdout; the test split is never
 # opened), then a markdown table (benchmarks/recipe_study.py) on stdout and in
@@ -61,8 +61,8 @@ fi
 factors="tau lr crop batch width"
 key_of() { case "$1" in tau) echo loss.temperature ;; lr) echo optimizer.lr ;; crop) echo data.augment.crop_scale ;;
                         batch) echo train.batch ;; width) echo model.width ;; esac; }
-base_of() { case "$1" in tau) echo 0.5 ;; lr) echo 1.2 ;; crop) echo 0.2 ;; batch) echo 256 ;; width) echo 0.25 ;; esac; }
-values_of() { case "$1" in tau) echo 0.1 0.2 0.5 1.0 ;; lr) echo 0.6 1.2 2.4 4.8 ;; crop) echo 0.08 0.2 0.4 ;;
+base_of() { case "$1" in tau) echo 0.5 ;; lr) echo 9.6 ;; crop) echo 0.2 ;; batch) echo 256 ;; width) echo 0.25 ;; esac; }
+values_of() { case "$1" in tau) echo 0.1 0.2 0.5 1.0 ;; lr) echo 0.6 1.2 2.4 4.8 9.6 19.2 ;; crop) echo 0.08 0.2 0.4 ;;
                            batch) echo 128 256 512 ;; width) echo 0.125 0.25 0.5 ;; esac; }
 setting_of() {  # factor value -> KEY=VALUE
   if [ "$1" = crop ]; then echo "$(key_of crop)=[$2,1.0]"; else echo "$(key_of "$1")=$2"; fi

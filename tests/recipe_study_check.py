@@ -3,8 +3,8 @@
 Usage: recipe_study_check.py <simclr> <recipe_study.sh> <scratch dir>
 
   1. --dry-run prints one `simclr quickstart` command per variant: the base
-     recipe plus every non-base value of the five factors (1 + 3 + 2 + 2 + 2 +
-     2 = 13), each with --set eval.holdout=0.1 and its one override; --only
+     recipe plus every non-base value of the five factors (1 + 3 + 5 + 2 + 2 +
+     2 = 15), each with --set eval.holdout=0.1 and its one override; --only
      narrows to a factor or a comma-separated list of factors and variants;
      --baselines-once leaves the two baselines to the base run; nothing is
      run or written.
@@ -50,10 +50,11 @@ def main():
     # 1. the commands
     dry = run(["bash", script, "--dry-run", "--simclr", simclr, "--out", out, "--epochs", "2"], "--dry-run")
     cmds = [l for l in dry.splitlines() if l.strip()]
-    check(len(cmds) == 13, "13 variants (base + 12 one-factor changes): %d\n%s" % (len(cmds), dry))
+    check(len(cmds) == 15, "15 variants (base + 14 one-factor changes): %d\n%s" % (len(cmds), dry))
     check(all(" quickstart --epochs 2 " in c and "eval.holdout=0.1" in c for c in cmds),
           "each a quickstart with --epochs 2 and eval.holdout=0.1")
-    for s in ["loss.temperature=0.1", "loss.temperature=1.0", "optimizer.lr=0.6", "optimizer.lr=2.4", "optimizer.lr=4.8",
+    for s in ["loss.temperature=0.1", "loss.temperature=1.0", "optimizer.lr=0.6", "optimizer.lr=2.4",
+              "optimizer.lr=1.2", "optimizer.lr=4.8", "optimizer.lr=19.2",
               "train.batch=128", "train.batch=512", "model.width=0.125", "model.width=0.5"]:
         check(sum(("--set " + s + " ") in (c + " ") for c in cmds) == 1,
               "one command sets %s" % s)
@@ -65,9 +66,9 @@ def main():
     many = run(["bash", script, "--dry-run", "--simclr", simclr, "--only", "base,tau=0.2,lr,tau=0.2",
                 "--baselines-once"], "--only a list")
     lines = [l for l in many.splitlines() if l.strip()]
-    check(len(lines) == 5 and "/base " in lines[0] and "loss.temperature=0.2" in lines[1] and
-          "optimizer.lr=0.6" in lines[2] and "optimizer.lr=2.4" in lines[3] and "optimizer.lr=4.8" in lines[4],
-          "--only base,tau=0.2,lr,tau=0.2: base, tau 0.2, the three other lr values, each once, in order:\n" + many)
+    check(len(lines) == 7 and "/base " in lines[0] and "loss.temperature=0.2" in lines[1] and
+          [l.split("optimizer.lr=")[1].split()[0] for l in lines[2:]] == ["0.6", "1.2", "2.4", "4.8", "19.2"],
+          "--only base,tau=0.2,lr,tau=0.2: base, tau 0.2, the five other lr values, each once, in order:\n" + many)
     check("eval.raw_pixels=false" not in lines[0] and
           all("eval.random_init=false" in l and "eval.raw_pixels=false" in l for l in lines[1:]),
           "--baselines-once: the baselines run in the base variant only:\n" + many)

@@ -8,6 +8,7 @@
 //   simclr finetune <checkpoint|run dir|export> [--fraction F]  (tools/cli/finetune_cli.h, train/finetune.h)
 //   simclr pack --from SRC --out data.simclr / simclr info FILE  (tools/cli/pack_cli.h, data/packed.h)
 //   simclr version
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -365,8 +366,13 @@ int simclr_main(int argc, char** argv) {
     RunConfig cfg = parse_run_config(root);
     check_run_paths(cfg);
     std::printf("simclr quickstart: SimCLR on Fashion-MNIST, then linear evaluation against two baselines\n");
-    std::printf("machine: %d CPU cores; BLAS: %s; CUDA: %s\n", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)),
-                blas_info().c_str(), cuda_available() ? "available" : cuda_unavailable_reason().c_str());
+    const int cores = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+    int usable = cores;  // fewer under taskset, a cgroup cpuset or a batch system's binding
+    if (cpu_set_t set; sched_getaffinity(0, sizeof set, &set) == 0) usable = CPU_COUNT(&set);
+    const std::string usable_note =
+        usable < cores ? " (" + std::to_string(usable) + " usable by this process)" : std::string();
+    std::printf("machine: %d CPU cores%s; BLAS: %s; CUDA: %s\n", cores, usable_note.c_str(), blas_info().c_str(),
+                cuda_available() ? "available" : cuda_unavailable_reason().c_str());
     const json embedded = quickstart_config();
     // bf16 where the CPU has oneDNN's bf16 convolution kernels (AVX512-BF16, AMX) and
     // the run is on the CPU, unless --set train.precision chose: the same recipe,

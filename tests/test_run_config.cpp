@@ -129,7 +129,7 @@ TEST_CASE("run config: every file under configs/ parses and holds its documented
   CHECK(f.model.width == 0.25);
   CHECK(f.train.batch == 256);
   CHECK(f.train.epochs == 7);
-  CHECK(scaled_base_lr(f.optimizer.lr, f.optimizer.lr_scaling, f.train.batch) == Approx(1.2));
+  CHECK(scaled_base_lr(f.optimizer.lr, f.optimizer.lr_scaling, f.train.batch) == Approx(9.6));  // the quickstart's
   CHECK(f.data.augment.brightness == Approx(0.4));
 
   RunConfig c = load_run_config((dir / "cifar10_resnet18.json").string(), {});

@@ -466,7 +466,7 @@ int simclr_main(int argc, char** argv) {
                     {"split", cfg.eval.holdout > 0 ? "holdout" : "test"},
                     {"holdout", cfg.eval.holdout},
                     {"commit", SIMCLR_GIT_COMMIT},
-                    {"cores", static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))}};
+                    {"cores", cores}};
     if (p_rnd) results["random_init"] = p_rnd->to_json();
     if (p_px) results["raw_pixels"] = p_px->to_json();
     write_file_atomic((fs::path(cfg.train.run_dir) / "results.json").string(), results.dump(2) + "\n");

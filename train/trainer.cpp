@@ -60,6 +60,10 @@ std::string missing_step_ops(DeviceKind kind) {
     if (!supports(kind, op, DType::f32)) missing += std::string(missing.empty() ? "" : ", ") + op_name(op);
   return missing;
 }
+
+// The dtype of the step's activations and weight copies for train.precision
+// (tf32 is an f32 step with TF32 math, set by apply_precision).
+DType step_compute_dtype(const TrainConfig& tc) { return tc.precision == "bf16" ? DType::bf16 : DType::f32; }
 }  // namespace
 
 void apply_precision(const TrainConfig& tc, Device device) {
@@ -399,7 +403,7 @@ void TrainRun::build_model() {
   model_ = std::make_unique<SimclrModel>(cfg_.model, &cfg_.head);
   model_->init(tc_.seed);
   model_->to(device_);
-  model_->compute_dtype = tc_.precision == "bf16" ? DType::bf16 : DType::f32;
+  model_->compute_dtype = step_compute_dtype(tc_);
   model_->grad_bucket_bytes = static_cast<size_t>(tc_.grad_bucket_mb * (1 << 20));  // apply_precision checked the device
   optim_ = make_optimizer(cfg_.optimizer, model_->store);
   if (device_.runs_cuda_code()) {
@@ -876,7 +880,7 @@ StepTiming measure_step_seconds(const RunConfig& cfg, int steps) {
   Loader loader(ds, cfg.data, train_loader_options(cfg.data, cfg.train.batch, cfg.train.seed));
   SimclrModel model(cfg.model, &cfg.head);
   model.init(cfg.train.seed);
-  model.compute_dtype = cfg.train.precision == "bf16" ? DType::bf16 : DType::f32;  // the step the run will take
+  model.compute_dtype = step_compute_dtype(cfg.train);  // the step the run will take
   std::unique_ptr<Optimizer> optim = make_optimizer(cfg.optimizer, model.store);
   double t0 = 0;
   for (int s = 0; s <= steps; s++) {
